@@ -1,0 +1,65 @@
+"""The `replica` command line.
+
+Errors end the program with one `Error: ...` line on stderr and no traceback: exit status 2
+for usage errors, 1 for failures at run time (`--debug` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import traceback
+
+import click
+
+from replica._version import __version__
+from replica.errors import ReplicaError
+
+log = logging.getLogger(__name__)
+
+
+class _Group(click.Group):
+    """A click group whose errors are one `Error:` line instead of a usage dump."""
+
+    def main(self, *args, **kwargs):  # type: ignore[override]
+        debug = "--debug" in sys.argv[1:]
+        try:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.exceptions.Abort:
+            click.echo("Error: interrupted", err=True)
+            sys.exit(130)
+        except click.UsageError as exc:
+            hint = ""
+            if exc.ctx is not None and exc.ctx.command_path:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"Error: {exc.format_message()}{hint}", err=True)
+            sys.exit(2)
+        except click.ClickException as exc:
+            click.echo(f"Error: {exc.format_message()}", err=True)
+            sys.exit(exc.exit_code)
+        except ReplicaError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", prog_name="replica")
+@click.option("--debug", is_flag=True, help="Verbose logs and tracebacks on errors.")
+def cli(debug: bool) -> None:
+    """Keep a live local SQLite replica of Trigger.dev runs and ElectricSQL shapes."""
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def main() -> None:
+    """Entry point of the `replica` console script."""
+    cli()

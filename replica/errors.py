@@ -1,0 +1,154 @@
+"""Every error replica raises, in one place.
+
+Each error says what failed, with which input, and what to do about it: `str(err)` is a
+complete sentence for a log line or an `Error:` line, and `err.hint` is the advice alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+class ReplicaError(Exception):
+    """Base class of every error replica raises on purpose."""
+
+    #: What the user can do about it; shown after the message.
+    hint: str = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if hint is not None:
+            self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+# -- configuration and input ------------------------------------------------------------
+
+
+class ShapeDefinitionError(ReplicaError, ValueError):
+    """A shape definition cannot be sent: a reserved parameter, bad `params`, no URL."""
+
+    hint = "fix the shape definition; nothing was requested"
+
+
+class InvalidPositionError(ReplicaError, ValueError):
+    """A stored sync position is not one the protocol can resume from."""
+
+    hint = "the shape will be fetched again from the start"
+
+
+# -- talking to the upstream ------------------------------------------------------------
+
+
+class ProtocolError(ReplicaError):
+    """The upstream's answer could not be used. `url` is the request, secrets removed."""
+
+    def __init__(self, message: str, *, url: str | None = None, hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.url = url
+
+
+class UpstreamError(ProtocolError):
+    """The upstream refused the request with a status that retrying will not fix (4xx).
+
+    `status` is the HTTP status, `body` the (truncated) response text and `errors` the
+    per-field messages of an Electric validation error, if any.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        url: str | None = None,
+        body: str = "",
+        errors: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.errors = dict(errors or {})
+        detail = _describe_errors(self.errors) or body.strip()[:300] or "no details"
+        super().__init__(
+            f"upstream refused the shape request with HTTP {status}: {detail}",
+            url=url,
+            hint=_STATUS_HINTS.get(status, "check the shape definition and the token"),
+        )
+
+
+_STATUS_HINTS = {
+    400: "the shape definition is invalid for this server; fix it and sync again",
+    401: "the token is missing, invalid or expired; set a valid one",
+    403: "the token is valid but lacks a scope for this shape; mint one with access to it",
+    404: "the run, batch or route does not exist on this server; check the id and --api-url",
+}
+
+
+def _describe_errors(errors: Mapping[str, Any]) -> str:
+    parts = []
+    for field, messages in errors.items():
+        if isinstance(messages, Mapping):
+            parts.append(f"{field}: {_describe_errors(messages)}")
+        elif isinstance(messages, list):
+            parts.append(f"{field}: {'; '.join(str(m) for m in messages)}")
+        else:
+            parts.append(f"{field}: {messages}")
+    return ", ".join(parts)
+
+
+class MissingHeadersError(ProtocolError):
+    """A successful response lacks headers the protocol needs; never retried."""
+
+    def __init__(self, missing: list[str], *, url: str | None = None) -> None:
+        self.missing = missing
+        super().__init__(
+            f"the upstream response lacks required headers: {', '.join(missing)}",
+            url=url,
+            hint=(
+                "a proxy or CDN in front of the server is probably stripping them; pass the "
+                "electric-* headers through (and list them in access-control-expose-headers)"
+            ),
+        )
+
+
+class MalformedResponseError(ProtocolError):
+    """The response body or a header is not valid shape-protocol data."""
+
+    hint = "the batch was not applied; it will be retried, report it if it persists"
+
+
+class ValueParseError(MalformedResponseError):
+    """A column value does not parse as its declared Postgres type."""
+
+    def __init__(self, column: str, pg_type: str, value: object, reason: str = "") -> None:
+        self.column = column
+        self.pg_type = pg_type
+        self.value = value
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        why = f": {reason}" if reason else ""
+        super().__init__(f"column {column!r} ({pg_type}) has a value that does not parse: {shown}{why}")
+
+
+class StaleResponseError(ProtocolError):
+    """Caches kept serving responses of an expired shape handle after every cache-buster."""
+
+    hint = (
+        "a proxy or CDN ignores the cache-buster query parameter; configure it to include "
+        "the whole query string in its cache key"
+    )
+
+
+class FastLoopError(ProtocolError):
+    """The client kept asking for the same offset in a tight loop and gave up."""
+
+    hint = "the server keeps sending the same position back; check any proxy in between"
+
+
+class RetriesExhaustedError(ProtocolError):
+    """A retryable failure outlasted the configured retry limit; the cause is chained."""
+
+    hint = "the upstream is unreachable or overloaded; try again later"
