@@ -130,7 +130,9 @@ class ValueParseError(MalformedResponseError):
         if len(shown) > 80:
             shown = shown[:77] + "..."
         why = f": {reason}" if reason else ""
-        super().__init__(f"column {column!r} ({pg_type}) has a value that does not parse: {shown}{why}")
+        super().__init__(
+            f"column {column!r} ({pg_type}) has a value that does not parse: {shown}{why}"
+        )
 
 
 class StaleResponseError(ProtocolError):
