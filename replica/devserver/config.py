@@ -1,0 +1,54 @@
+"""Settings of one emulator instance, with the defaults of real Electric and Trigger.dev."""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+
+MIB = 1024 * 1024
+
+
+def make_secret_key() -> str:
+    """A fresh development secret key in Trigger.dev's format (`tr_dev_` + 20 characters)."""
+    return "tr_dev_" + secrets.token_urlsafe(15)
+
+
+@dataclass
+class DevServerConfig:
+    """Everything `replica dev-server` can be told; every field has a usable default."""
+
+    host: str = "127.0.0.1"
+    #: 0 picks a free port (what tests want); the CLI defaults to 3030, Trigger.dev's port.
+    port: int = 0
+    #: Secret API key accepted as `Authorization: Bearer ...` and used to sign/verify JWTs.
+    secret_key: str = field(default_factory=make_secret_key)
+    #: SQLite file holding the emulated tables; None = a temporary file removed at stop.
+    db_path: str | None = None
+    #: How long a live request is held before answering `[up-to-date]` (Electric: 20 s).
+    long_poll_timeout: float = 20.0
+    #: Snapshot chunk size threshold in bytes (Electric's default is ~10 MB) ...
+    chunk_bytes: int = 10 * MIB
+    #: ... and optionally in rows (handy in tests to get several chunks from a few rows).
+    chunk_rows: int | None = None
+    #: Size threshold of one response when catching up on a shape log.
+    log_chunk_bytes: int = 10 * MIB
+    #: Concurrent live requests allowed on the Trigger.dev realtime routes (then 429).
+    live_concurrency_limit: int = 100_000
+    #: Cap on the `createdAt` window of tag feeds, in seconds (Trigger.dev default: 24 h).
+    created_at_max_age: float = 24 * 3600
+    #: Payloads above this many bytes are offloaded to the object store (Trigger.dev: 512 KB).
+    payload_offload_threshold: int = 512 * 1024
+    #: When set, `/v1/shape` requires `?secret=` (Electric's ELECTRIC_SECRET mode).
+    electric_secret: str | None = None
+    #: Run the simulator: tagged runs triggered and walked through realistic lives.
+    simulate: bool = False
+    #: Seed of the simulator (same seed, same runs).
+    seed: int = 0
+    #: Time compression of simulated lives (2.0 = twice as fast).
+    speed: float = 1.0
+    #: Seconds between simulated triggers (before `speed`).
+    simulate_interval: float = 3.0
+    #: Simulated runs to trigger at most (None = forever).
+    simulate_runs: int | None = None
+    #: Rotate every shape's handle this often, in seconds (None = never).
+    rotate_every: float | None = None

@@ -1,0 +1,113 @@
+"""One emulator instance: its database, shapes, keys, runs, object store and faults.
+
+The HTTP routes, the simulator, the admin API and `DevServer`'s Python methods all act on
+this object. It is safe to use from several threads (the database lock serialises writes).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from typing import Any
+
+from replica.devserver.auth import Authenticator
+from replica.devserver.config import DevServerConfig
+from replica.devserver.electric_api import InitialResponseCache
+from replica.devserver.faults import Faults
+from replica.devserver.packets import ObjectStore
+from replica.devserver.runs import RunService
+from replica.devserver.shapes import Shape, ShapeRegistry
+from replica.devserver.tables import Database
+
+log = logging.getLogger(__name__)
+
+
+def environment_id_for(secret_key: str) -> str:
+    """A stable runtime-environment id derived from the secret key (cuid-like)."""
+    digest = hashlib.sha256(secret_key.encode()).hexdigest()
+    return "cm" + format(int(digest[:30], 16), "x")[:23].rjust(23, "0")
+
+
+class Emulator:
+    """State shared by every part of the dev server."""
+
+    def __init__(self, config: DevServerConfig) -> None:
+        self.config = config
+        self._tmpdir: str | None = None
+        if config.db_path is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="replica-devserver-")
+            path = os.path.join(self._tmpdir, "devserver.db")
+        else:
+            path = config.db_path
+        self.db = Database(path)
+        self.registry = ShapeRegistry(
+            self.db,
+            chunk_bytes=config.chunk_bytes,
+            chunk_rows=config.chunk_rows,
+            log_chunk_bytes=config.log_chunk_bytes,
+        )
+        self.environment_id = environment_id_for(config.secret_key)
+        self.auth = Authenticator(config.secret_key, self.environment_id)
+        self.objects = ObjectStore(self.db, config.secret_key)
+        self.runs = RunService(
+            self.db,
+            self.objects,
+            self.environment_id,
+            offload_threshold=config.payload_offload_threshold,
+        )
+        self.faults = Faults(config.seed)
+        self.initial_responses = InitialResponseCache()
+        #: The `createdAt` floor each tag-feed handle was created with (webapp: Redis cache).
+        self.created_at_by_handle: dict[str, dt.datetime] = {}
+        #: Batch item indexes already accepted (2-phase batches dedupe by index).
+        self.batch_items: dict[str, set[Any]] = {}
+        #: Live requests in flight on the Trigger.dev routes (the concurrency limit counts them).
+        self.live_requests = 0
+        #: Set at shutdown: long-polls answer at once.
+        self.closing = False
+
+    # -- shapes -------------------------------------------------------------------------
+
+    def rotate(self, handle: str | None = None, table: str | None = None) -> list[str]:
+        """Retire shape handles (409 for their clients); all shapes when neither is given."""
+        if handle is not None:
+            shape = self.registry.by_handle(handle)
+            if shape is None:
+                return []
+            self.registry.rotate(shape)
+            return [handle]
+        if table is not None:
+            return self.registry.rotate_table(self.db.table(table))
+        shapes = self.registry.shapes()
+        for shape in shapes:
+            self.registry.rotate(shape)
+        return [s.handle for s in shapes]
+
+    def shape_info(self, shape: Shape) -> dict[str, Any]:
+        d = shape.definition
+        return {
+            "handle": shape.handle,
+            "table": d.table.qualified,
+            "where": d.where.sql if d.where else None,
+            "params": dict(d.params),
+            "columns": list(d.columns),
+            "replica": d.replica,
+            "log": d.log_mode,
+            "rows": shape.rows,
+            "chunks": shape.chunk_count,
+            "snapshot_complete": shape.snapshot_complete,
+            "log_entries": shape.log_entries,
+            "latest_offset": str(shape.latest),
+            "created_lsn": shape.created_lsn,
+        }
+
+    def close(self) -> None:
+        self.closing = True
+        self.registry.wake_all()
+        self.db.close()
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)

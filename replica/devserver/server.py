@@ -1,0 +1,262 @@
+"""`DevServer`: the emulator as a Python object, served by uvicorn on a background thread.
+
+with DevServer(long_poll_timeout=0.5) as server:        # free port on 127.0.0.1
+    server.define_table("items", {"id": "int4", "title": "text"}, primary_key="id")
+    server.insert("items", {"id": 1, "title": "hello"})
+    run_id = server.trigger("send-email", {"to": "a@b.c"}, tags=["user:1234"])
+    server.complete_run(run_id, output={"ok": True})
+    ...  # point clients at server.url with server.secret_key
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import socket
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import uvicorn
+
+from replica.devserver.app import create_app
+from replica.devserver.auth import public_token
+from replica.devserver.config import DevServerConfig
+from replica.devserver.emulator import Emulator
+from replica.devserver.faults import FaultRule, make_rule, parse_fault_spec
+from replica.devserver.tables import Row, Table, Transaction, TransactionBuilder
+
+log = logging.getLogger(__name__)
+
+
+class DevServer:
+    """A running (or ready to run) emulator of Electric and Trigger.dev Realtime.
+
+    Keyword arguments override fields of `config` (see `DevServerConfig`). All methods are
+    thread-safe and may be called while the server runs.
+    """
+
+    def __init__(self, config: DevServerConfig | None = None, **overrides: Any) -> None:
+        base = config or DevServerConfig()
+        self.config = dataclasses.replace(base, **overrides) if overrides else base
+        self.emulator = Emulator(self.config)
+        self.app = create_app(self.emulator)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self._socket: socket.socket | None = None
+        self.url = ""
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self, timeout: float = 10.0) -> DevServer:
+        """Serve on `config.host:config.port` (0 = a free port) in a daemon thread."""
+        if self._thread is not None:
+            return self
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((self.config.host, self.config.port))
+        sock.listen(2048)
+        self._socket = sock
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        uv_config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            lifespan="on",
+            loop="asyncio",
+            http="h11",
+            timeout_graceful_shutdown=2,
+            access_log=False,
+        )
+        self._server = uvicorn.Server(uv_config)
+        self._thread = threading.Thread(
+            target=self._server.run,
+            kwargs={"sockets": [sock]},
+            name="replica-devserver",
+            daemon=True,
+        )
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not self._server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("replica dev-server did not start")
+            time.sleep(0.01)
+        log.info("dev-server listening on %s", self.url)
+        return self
+
+    def stop(self) -> None:
+        """Stop serving (long-polls are answered at once) and remove temporary files."""
+        if self._server is not None and self._thread is not None:
+            self.emulator.closing = True
+            self.emulator.registry.wake_all()
+            self._server.should_exit = True
+            self._thread.join(timeout=10)
+            self._server = None
+            self._thread = None
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.close()
+            self._socket = None
+        self.emulator.close()
+
+    def __enter__(self) -> DevServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    @property
+    def secret_key(self) -> str:
+        return self.config.secret_key
+
+    @property
+    def environment_id(self) -> str:
+        return self.emulator.environment_id
+
+    @property
+    def lsn(self) -> int:
+        """The LSN of the last committed transaction."""
+        return self.emulator.db.lsn
+
+    # -- plain Electric tables ----------------------------------------------------------
+
+    def define_table(
+        self,
+        name: str,
+        columns: Mapping[str, str] | Sequence[tuple[str, str]],
+        primary_key: Sequence[str] | str = (),
+        *,
+        schema: str = "public",
+        not_null: Sequence[str] = (),
+    ) -> Table:
+        """Create a table: `{"id": "int4", "tags": "text[]"}`, primary key columns."""
+        return self.emulator.db.define_table(
+            name, columns, primary_key, schema=schema, not_null=not_null
+        )
+
+    def transaction(self) -> TransactionBuilder:
+        """`with server.transaction() as tx: tx.insert(...); tx.update(...)` = one LSN."""
+        return self.emulator.db.transaction()
+
+    def insert(self, table: str, *rows: Mapping[str, Any]) -> Transaction | None:
+        """Insert rows (Python values or Postgres text forms) in one transaction."""
+        tx = self.transaction()
+        for row in rows:
+            tx.insert(table, row)
+        return tx.commit()
+
+    def update(
+        self, table: str, key: Mapping[str, Any], values: Mapping[str, Any]
+    ) -> Transaction | None:
+        """Update the row whose primary key is `key` (values may change the key)."""
+        return self.transaction().update(table, key, values).commit()
+
+    def delete(self, table: str, key: Mapping[str, Any]) -> Transaction | None:
+        return self.transaction().delete(table, key).commit()
+
+    def rows(self, table: str) -> list[Row]:
+        """Every row of a table as stored (column -> Postgres text form)."""
+        db = self.emulator.db
+        return db.rows(db.table(table))
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def trigger(self, task: str, payload: Any = None, **options: Any) -> str:
+        """Trigger a run like `POST /api/v1/tasks/{task}/trigger`; returns its `run_...` id.
+
+        `options` are the API's: `tags`, `metadata`, `payloadType`, `delay`, `ttl`,
+        `idempotencyKey`, `test`, `maxAttempts`, `queue`.
+        """
+        return self.emulator.runs.trigger(task, payload, options).id
+
+    def batch_trigger(self, items: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
+        """Trigger `[{task, payload, options}]` as a batch; returns (batch id, run ids)."""
+        batch, runs = self.emulator.runs.batch_trigger(items)
+        return str(batch["friendlyId"]), [str(r["friendlyId"]) for r in runs]
+
+    def run(self, run_id: str) -> Row | None:
+        """The raw `TaskRun` row of a run (text forms), or None."""
+        return self.emulator.runs.get(run_id)
+
+    def runs(self) -> list[Row]:
+        """Every raw `TaskRun` row."""
+        return self.emulator.runs.all()
+
+    def set_status(self, run_id: str, status: str, **values: Any) -> Row:
+        """Move a run to a DB status (`EXECUTING`, `CRASHED`, ...), filling timestamps."""
+        return self.emulator.runs.transition(run_id, status, **values)
+
+    def start_run(self, run_id: str) -> Row:
+        return self.set_status(run_id, "EXECUTING")
+
+    def complete_run(self, run_id: str, output: Any = None, output_type: str | None = None) -> Row:
+        return self.emulator.runs.complete(run_id, output, output_type)
+
+    def fail_run(
+        self,
+        run_id: str,
+        error: Mapping[str, Any] | None = None,
+        status: str = "COMPLETED_WITH_ERRORS",
+    ) -> Row:
+        return self.emulator.runs.fail(run_id, error, status)
+
+    def cancel_run(self, run_id: str) -> Row:
+        return self.emulator.runs.cancel(run_id)
+
+    def update_run(self, run_id: str, **values: Any) -> Row:
+        """Set any `TaskRun` columns (bumps `updatedAt`)."""
+        return self.emulator.runs.update(run_id, **values)
+
+    def set_metadata(
+        self,
+        run_id: str,
+        metadata: Mapping[str, Any] | None = None,
+        operations: Sequence[Any] | None = None,
+    ) -> dict[str, Any]:
+        return self.emulator.runs.set_metadata(run_id, metadata, operations)
+
+    def public_token(
+        self,
+        scopes: Sequence[str],
+        *,
+        expires_in: float = 3600,
+        skip_columns: Sequence[str] | None = None,
+    ) -> str:
+        """A public access token (JWT) with these scopes, e.g. `["read:tags:user:1234"]`."""
+        return public_token(
+            self.secret_key,
+            self.environment_id,
+            scopes,
+            expires_in=expires_in,
+            skip_columns=skip_columns,
+        )
+
+    # -- shapes and faults --------------------------------------------------------------
+
+    def shapes(self) -> list[dict[str, Any]]:
+        """Every live shape: handle, table, where, rows, offsets."""
+        return [self.emulator.shape_info(s) for s in self.emulator.registry.shapes()]
+
+    def rotate(self, handle: str | None = None, table: str | None = None) -> list[str]:
+        """Retire shape handles so their clients get 409 (all shapes if no argument)."""
+        return self.emulator.rotate(handle=handle, table=table)
+
+    def add_fault(self, kind_or_spec: str, **options: Any) -> FaultRule:
+        """Arm a fault: `add_fault("error", status=503, times=2)` or a spec `"delay:seconds=1"`."""
+        if ":" in kind_or_spec and not options:
+            return self.emulator.faults.add(parse_fault_spec(kind_or_spec))
+        return self.emulator.faults.add(make_rule(kind_or_spec, options))
+
+    def clear_faults(self) -> None:
+        self.emulator.faults.clear()
+
+    @contextlib.contextmanager
+    def fault(self, kind: str, **options: Any) -> Iterator[FaultRule]:
+        """A fault armed for the duration of a `with` block."""
+        rule = self.add_fault(kind, **options)
+        try:
+            yield rule
+        finally:
+            self.emulator.faults.remove(rule.id)

@@ -1,0 +1,246 @@
+"""Trigger.dev's realtime routes, as a proxy onto the shape engine (trigger-realtime.md §1).
+
+`/realtime/v1/runs/{id}`, `/realtime/v1/runs?tags=&createdAt=` and
+`/realtime/v1/batches/{id}` authenticate the caller, build the `TaskRun` where-clause and
+column list the webapp builds, pass every other query parameter through to `/v1/shape`, and
+apply the webapp's response rewrites (legacy header names, `DEQUEUED` for old API versions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+
+from replica.devserver.auth import FORBIDDEN_BODY, AuthError, Principal
+from replica.devserver.electric_api import ShapeQuery, build_definition, serve_shape
+from replica.devserver.responses import TRIGGER_EXPOSED, json_response
+from replica.devserver.runs import RunError, parse_duration
+from replica.devserver.taskrun import ELECTRIC_COLUMNS, NEVER_SKIPPED
+
+if TYPE_CHECKING:
+    from replica.devserver.emulator import Emulator
+
+log = logging.getLogger(__name__)
+
+CURRENT_API_VERSION = "2025-07-16"
+_UNSAFE_TAG = re.compile(r'[\x00-\x1f\x7f\\"]')
+_PROXY_DROPPED = {"createdAt", "tags", "skipColumns", "table", "where", "columns"}
+
+
+def trigger_cors(request: Request) -> dict[str, str]:
+    """CORS for `corsStrategy: "all"` routes: any origin, the SDK's headers allowed."""
+    return {
+        "access-control-allow-origin": request.headers.get("origin") or "*",
+        "access-control-expose-headers": TRIGGER_EXPOSED,
+    }
+
+
+def error(request: Request, status: int, body: Any, **headers: str) -> Response:
+    return json_response(body, status, {**trigger_cors(request), **headers})
+
+
+def authenticate(request: Request, *, allow_jwt: bool = True) -> Principal | Response:
+    emu: Emulator = request.app.state.emulator
+    try:
+        return emu.auth.authenticate(request.headers.get("authorization"), allow_jwt=allow_jwt)
+    except AuthError as exc:
+        return error(request, exc.status, exc.body)
+
+
+def forbidden(request: Request) -> Response:
+    return error(request, 403, FORBIDDEN_BODY)
+
+
+def not_found(request: Request, *, should_retry: bool = False) -> Response:
+    return error(
+        request, 404, {"error": "Not found"}, **{"x-should-retry": str(should_retry).lower()}
+    )
+
+
+async def options_endpoint(request: Request) -> Response:
+    """Preflight for every Trigger.dev route: allow whatever the browser asks for."""
+    headers = {
+        **trigger_cors(request),
+        "access-control-allow-methods": "GET, POST, PUT, DELETE, OPTIONS",
+        "access-control-allow-headers": request.headers.get("access-control-request-headers")
+        or "*",
+        "access-control-max-age": "86400",
+    }
+    return Response(b"", 204, headers)
+
+
+def _sql_string(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _columns(principal: Principal, request: Request) -> str:
+    skip = principal.skip_columns
+    if skip is None:
+        raw = request.query_params.get("skipColumns") or ""
+        skip = [c.strip() for c in raw.split(",") if c.strip()]
+    skipped = {c for c in skip if c not in NEVER_SKIPPED}
+    return ",".join(f'"{c}"' for c in ELECTRIC_COLUMNS if c not in skipped)
+
+
+async def _proxy(
+    request: Request,
+    principal: Principal,
+    where: str,
+    *,
+    remember: Callable[[str], None] | None = None,
+) -> Response:
+    """Serve the shape like the webapp's proxy to Electric does (§1.5), with its rewrites."""
+    emu: Emulator = request.app.state.emulator
+    legacy = "x-trigger-electric-version" not in request.headers
+    q = ShapeQuery.from_request(request)
+    if legacy and not q.handle and request.query_params.get("shape_id"):
+        q.handle = request.query_params["shape_id"]
+    q.table = 'public."TaskRun"'
+    q.where = where
+    q.params = {}
+    q.columns = _columns(principal, request)
+    q.secret = emu.config.electric_secret
+    definition = build_definition(emu, q)
+    if isinstance(definition, dict):
+        log.error("realtime where clause refused: %s (%s)", definition, where)
+        return error(request, 500, {"error": "Internal Server Error"})
+    live = q.live and bool(q.handle)
+    if live:
+        if emu.live_requests >= emu.config.live_concurrency_limit:
+            return error(request, 429, {"error": "Too many concurrent requests"})
+        emu.live_requests += 1
+    try:
+        response = await serve_shape(emu, q, definition)
+    finally:
+        if live:
+            emu.live_requests -= 1
+    handle = response.headers.get("electric-handle")
+    if remember is not None and handle:
+        remember(handle)
+    return _rewrite(request, response, legacy)
+
+
+def _rewrite(request: Request, response: Response, legacy: bool) -> Response:
+    headers = dict(response.headers)
+    headers.pop("content-length", None)
+    headers.update(trigger_cors(request))
+    if legacy:
+        if "electric-handle" in headers:
+            headers["electric-shape-id"] = headers.pop("electric-handle")
+        if "electric-offset" in headers:
+            headers["electric-chunk-last-offset"] = headers.pop("electric-offset")
+    if isinstance(response, StreamingResponse):
+        response.headers.update(headers)
+        return response
+    body = response.body
+    if request.headers.get("x-trigger-api-version") != CURRENT_API_VERSION:
+        body = body.replace(b'"status":"DEQUEUED"', b'"status":"EXECUTING"')
+    return Response(body, response.status_code, headers)
+
+
+def _realtime_guard(request: Request) -> tuple[Emulator, Principal] | Response:
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    return request.app.state.emulator, principal
+
+
+async def realtime_run(request: Request) -> Response:
+    """`GET /realtime/v1/runs/{runId}`: one run."""
+    guard = _realtime_guard(request)
+    if isinstance(guard, Response):
+        return guard
+    emu, principal = guard
+    run = emu.runs.get(request.path_params["run_id"])
+    if run is None or run["runtimeEnvironmentId"] != emu.environment_id:
+        return not_found(request)
+    resources: list[tuple[str, str | None]] = [
+        ("runs", run["friendlyId"]),
+        ("tasks", run["taskIdentifier"]),
+    ]
+    resources += [("tags", t) for t in emu.runs.tags_of(run)]
+    if run.get("batchId"):
+        resources.append(("batch", "batch_" + str(run["batchId"])))
+    if not principal.can("read", resources):
+        return forbidden(request)
+    return await _proxy(request, principal, f'"id"={_sql_string(str(run["id"]))}')
+
+
+def _created_at_floor(emu: Emulator, raw: str | None) -> dt.datetime | None:
+    seconds = parse_duration(raw) if raw is not None else 24 * 3600.0
+    if seconds is None:
+        return None  # an unparsable duration adds no createdAt clause (Electric path)
+    seconds = min(seconds, emu.config.created_at_max_age)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    floor = now - dt.timedelta(seconds=seconds)
+    # Bucketed to the minute (as the native backend does) so that subscriptions started in
+    # the same minute share one shape instead of each building its own snapshot.
+    return floor.replace(second=0, microsecond=0)
+
+
+async def realtime_runs(request: Request) -> Response:
+    """`GET /realtime/v1/runs?tags=a,b&createdAt=1h`: runs with all the tags, in a window."""
+    guard = _realtime_guard(request)
+    if isinstance(guard, Response):
+        return guard
+    emu, principal = guard
+    raw_tags = request.query_params.get("tags")
+    tags = [t.strip() for t in raw_tags.split(",")] if raw_tags is not None else []
+    bad = [t for t in tags if not t or _UNSAFE_TAG.search(t)]
+    if bad:
+        details = [{"path": ["tags"], "message": f"Invalid tag: {t!r}"} for t in bad]
+        return error(request, 400, {"error": "Query Error", "details": details})
+    resources: list[tuple[str, str | None]] = [("runs", None), ("tags", None)]
+    resources += [("tags", t) for t in tags]
+    if not principal.can("read", resources):
+        return forbidden(request)
+    handle = request.query_params.get("handle") or request.query_params.get("shape_id")
+    floor = emu.created_at_by_handle.get(handle) if handle else None
+    if floor is None:
+        floor = _created_at_floor(emu, request.query_params.get("createdAt"))
+    clauses = [f'"runtimeEnvironmentId"={_sql_string(emu.environment_id)}']
+    if tags:
+        clauses.append('"runTags" @> ARRAY[' + ",".join(_sql_string(t) for t in tags) + "]")
+    if floor is not None:
+        iso = floor.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+        clauses.append(f'"createdAt" > {_sql_string(iso)}')
+
+    def remember(new_handle: str) -> None:
+        if floor is not None:
+            emu.created_at_by_handle[new_handle] = floor
+
+    return await _proxy(request, principal, " AND ".join(clauses), remember=remember)
+
+
+async def realtime_batch(request: Request) -> Response:
+    """`GET /realtime/v1/batches/{batchId}`: the runs of a batch."""
+    guard = _realtime_guard(request)
+    if isinstance(guard, Response):
+        return guard
+    emu, principal = guard
+    batch = emu.runs.get_batch(request.path_params["batch_id"])
+    if batch is None:
+        return not_found(request, should_retry=True)
+    if not principal.can("read", [("batch", batch["friendlyId"]), ("runs", None)]):
+        return forbidden(request)
+    where = (
+        f'"runtimeEnvironmentId"={_sql_string(emu.environment_id)} AND '
+        f'"batchId"={_sql_string(str(batch["id"]))}'
+    )
+    return await _proxy(request, principal, where)
+
+
+def run_error(request: Request, exc: RunError) -> Response:
+    return error(request, exc.status, {"error": str(exc)})
+
+
+def parse_tags(value: Any) -> Sequence[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)

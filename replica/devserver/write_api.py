@@ -1,0 +1,275 @@
+"""Trigger.dev's write-side routes, so runs exist and change: trigger, batches, metadata,
+cancel, packets (presigned upload/download) and JWT claims, shaped as `@trigger.dev/sdk`
+4.x calls them (`packages/core/src/v3/apiClient/index.ts`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from replica.devserver.auth import Principal, public_token
+from replica.devserver.runs import RunError
+from replica.devserver.trigger_api import (
+    authenticate,
+    error,
+    forbidden,
+    json_response,
+    not_found,
+    run_error,
+    trigger_cors,
+)
+
+if TYPE_CHECKING:
+    from replica.devserver.emulator import Emulator
+
+
+async def _json_body(request: Request) -> dict[str, Any] | Response:
+    raw = await request.body()
+    try:
+        body = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return error(request, 400, {"error": "Invalid JSON body"})
+    if not isinstance(body, dict):
+        return error(request, 400, {"error": "Request body must be a JSON object"})
+    return body
+
+
+def _jwt_headers(emu: Emulator, scopes: list[str]) -> dict[str, str]:
+    claims = {"sub": emu.environment_id, "pub": True}
+    return {
+        "x-trigger-jwt": public_token(emu.auth.secret_key, emu.environment_id, scopes),
+        "x-trigger-jwt-claims": orjson.dumps(claims).decode(),
+    }
+
+
+def _may_trigger(principal: Principal, task: str) -> bool:
+    return principal.can("write", [("tasks", task)]) or principal.can("trigger", [("tasks", task)])
+
+
+async def trigger_task(request: Request) -> Response:
+    """`POST /api/v1/tasks/{taskId}/trigger` -> `{"id": "run_..."}` + `x-trigger-jwt`."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    task = request.path_params["task_id"]
+    if not _may_trigger(principal, task):
+        return forbidden(request)
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    options = body.get("options") or {}
+    try:
+        result = emu.runs.trigger(task, body.get("payload"), options)
+    except RunError as exc:
+        return run_error(request, exc)
+    headers = {
+        **trigger_cors(request),
+        **_jwt_headers(emu, [f"read:runs:{result.id}", f"write:inputStreams:{result.id}"]),
+    }
+    return json_response({"id": result.id, "isCached": result.is_cached}, 200, headers)
+
+
+def _batch_response(
+    emu: Emulator,
+    request: Request,
+    batch: Mapping[str, Any],
+    runs: list[Mapping[str, Any]],
+    cached: bool = False,
+) -> Response:
+    body = {
+        "id": batch["friendlyId"],
+        "runCount": int(batch["runCount"] or 0),
+        "isCached": cached,
+        "runs": [
+            {"id": r["friendlyId"], "taskIdentifier": r["taskIdentifier"], "isCached": False}
+            for r in runs
+        ],
+    }
+    headers = {**trigger_cors(request), **_jwt_headers(emu, [f"read:batch:{batch['friendlyId']}"])}
+    return json_response(body, 200, headers)
+
+
+def _items_allowed(principal: Principal, items: list[Any]) -> bool:
+    return all(
+        isinstance(i, Mapping) and _may_trigger(principal, str(i.get("task", ""))) for i in items
+    )
+
+
+async def batch_trigger(request: Request) -> Response:
+    """`POST /api/v1|v2/tasks/batch` with `{items: [{task, payload, options}]}`."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    items = body.get("items")
+    if not isinstance(items, list) or not items:
+        return error(request, 400, {"error": "items must be a non-empty array"})
+    if not _items_allowed(principal, items):
+        return forbidden(request)
+    try:
+        batch, runs = emu.runs.batch_trigger(items)
+    except (RunError, KeyError) as exc:
+        return error(request, 400, {"error": str(exc)})
+    return _batch_response(emu, request, batch, runs)
+
+
+async def create_batch(request: Request) -> Response:
+    """`POST /api/v3/batches` (phase 1 of the SDK's 2-phase batch trigger)."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    count = body.get("runCount")
+    if not isinstance(count, int) or count <= 0:
+        return error(request, 400, {"error": "runCount must be a positive integer"})
+    tasks = body.get("taskIdentifiers") or []
+    if not all(_may_trigger(principal, str(t)) for t in tasks) or (
+        not tasks and principal.kind != "secret"
+    ):
+        return forbidden(request)
+    batch = emu.runs.create_batch(count, body.get("idempotencyKey"))
+    return _batch_response(emu, request, batch, [])
+
+
+async def stream_batch_items(request: Request) -> Response:
+    """`POST /api/v3/batches/{batchId}/items` with NDJSON `{index, task, payload, options}`."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    batch = emu.runs.get_batch(request.path_params["batch_id"])
+    if batch is None:
+        return not_found(request)
+    items = []
+    for line in (await request.body()).splitlines():
+        if line.strip():
+            try:
+                items.append(orjson.loads(line))
+            except orjson.JSONDecodeError:
+                return error(request, 400, {"error": "Invalid NDJSON line"})
+    if not _items_allowed(principal, items):
+        return forbidden(request)
+    seen = emu.batch_items.setdefault(batch["id"], set())
+    fresh = [i for i in items if i.get("index") not in seen]
+    try:
+        emu.runs.add_to_batch(batch, fresh)
+    except (RunError, KeyError) as exc:
+        return error(request, 400, {"error": str(exc)})
+    seen.update(i.get("index") for i in fresh)
+    body = {
+        "id": batch["friendlyId"],
+        "itemsAccepted": len(fresh),
+        "itemsDeduplicated": len(items) - len(fresh),
+        "sealed": True,
+    }
+    return json_response(body, 200, trigger_cors(request))
+
+
+async def update_metadata(request: Request) -> Response:
+    """`PUT /api/v1/runs/{runId}/metadata` with `{metadata?, operations?}`."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    run_id = request.path_params["run_id"]
+    run = emu.runs.get(run_id)
+    if run is None:
+        return not_found(request)
+    if not principal.can("write", [("runs", run["friendlyId"])]):
+        return forbidden(request)
+    body = await _json_body(request)
+    if isinstance(body, Response):
+        return body
+    try:
+        metadata = emu.runs.set_metadata(run_id, body.get("metadata"), body.get("operations"))
+    except RunError as exc:
+        return run_error(request, exc)
+    return json_response({"metadata": metadata}, 200, trigger_cors(request))
+
+
+async def cancel_run(request: Request) -> Response:
+    """`POST /api/v2/runs/{runId}/cancel`."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    run = emu.runs.get(request.path_params["run_id"])
+    if run is None:
+        return not_found(request)
+    if not principal.can("write", [("runs", run["friendlyId"])]):
+        return forbidden(request)
+    try:
+        emu.runs.cancel(run["friendlyId"])
+    except RunError as exc:
+        return run_error(request, exc)
+    return json_response({"id": run["friendlyId"]}, 200, trigger_cors(request))
+
+
+async def jwt_claims(request: Request) -> Response:
+    """`POST /api/v1/auth/jwt/claims`: what the SDK signs public tokens with."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request, allow_jwt=False)
+    if isinstance(principal, Response):
+        return principal
+    return json_response({"sub": emu.environment_id, "pub": True}, 200, trigger_cors(request))
+
+
+def _base_url(request: Request) -> str:
+    return str(request.base_url).rstrip("/")
+
+
+async def packet_download_url(request: Request) -> Response:
+    """`GET /api/v1/packets/{path}` -> `{"presignedUrl"}` (JWT allowed, no per-run check)."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    url = emu.objects.presign(_base_url(request), request.path_params["path"])
+    return json_response({"presignedUrl": url}, 200, trigger_cors(request))
+
+
+async def packet_upload_url(request: Request) -> Response:
+    """`PUT /api/v1|v2/packets/{path}` -> a presigned upload URL (v2 adds `storagePath`)."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request, allow_jwt=False)
+    if isinstance(principal, Response):
+        return principal
+    path = request.path_params["path"]
+    body: dict[str, str] = {"presignedUrl": emu.objects.presign(_base_url(request), path, "PUT")}
+    if request.url.path.startswith("/api/v2/"):
+        body["storagePath"] = path
+    return json_response(body, 200, trigger_cors(request))
+
+
+async def run_packet_url(request: Request) -> Response:
+    """`GET /api/v1/runs/{runId}/packets/{payload|output}`, authorised against the run."""
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
+    if isinstance(principal, Response):
+        return principal
+    run = emu.runs.get(request.path_params["run_id"])
+    field = request.path_params["field"]
+    if run is None or field not in ("payload", "output"):
+        return not_found(request)
+    resources: list[tuple[str, str | None]] = [
+        ("runs", run["friendlyId"]),
+        ("tasks", run["taskIdentifier"]),
+    ]
+    resources += [("tags", t) for t in emu.runs.tags_of(run)]
+    if not principal.can("read", resources):
+        return forbidden(request)
+    if run.get(f"{field}Type") != "application/store" or not run.get(field):
+        return not_found(request)
+    url = emu.objects.presign(_base_url(request), str(run[field]))
+    return json_response({"presignedUrl": url}, 200, trigger_cors(request))
