@@ -13,6 +13,7 @@ import traceback
 import click
 
 from replica._version import __version__
+from replica.devserver.command import dev_server
 from replica.errors import ReplicaError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,9 @@ def cli(debug: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+
+
+cli.add_command(dev_server)
 
 
 def main() -> None:

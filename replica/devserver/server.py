@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import signal
 import socket
 import threading
 import time
@@ -29,6 +30,66 @@ from replica.devserver.faults import FaultRule, make_rule, parse_fault_spec
 from replica.devserver.tables import Row, Table, Transaction, TransactionBuilder
 
 log = logging.getLogger(__name__)
+
+
+class _Server(uvicorn.Server):
+    """uvicorn, but a shutdown signal also answers pending long-polls at once."""
+
+    def __init__(self, config: uvicorn.Config, emulator: Emulator) -> None:
+        super().__init__(config)
+        self.emulator = emulator
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        self.emulator.closing = True
+        self.emulator.registry.wake_all()
+        super().handle_exit(sig, frame)
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        # Like uvicorn's, minus re-raising the signal afterwards: SIGINT/SIGTERM are the
+        # normal way to stop the dev-server, so it exits 0 after a clean shutdown.
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def make_uvicorn(app: Any, emulator: Emulator, log_level: str = "warning") -> uvicorn.Server:
+    """A uvicorn server for `app` (h11, no access log, quick graceful shutdown)."""
+    config = uvicorn.Config(
+        app,
+        log_level=log_level,
+        lifespan="on",
+        loop="asyncio",
+        http="h11",
+        timeout_graceful_shutdown=2,
+        access_log=False,
+    )
+    return _Server(config, emulator)
+
+
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0 = a free one); OSError if the address is taken."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def url_of(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class DevServer:
@@ -54,23 +115,10 @@ class DevServer:
         """Serve on `config.host:config.port` (0 = a free port) in a daemon thread."""
         if self._thread is not None:
             return self
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.config.host, self.config.port))
-        sock.listen(2048)
+        sock = bind_socket(self.config.host, self.config.port)
         self._socket = sock
-        host, port = sock.getsockname()[:2]
-        self.url = f"http://{host}:{port}"
-        uv_config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            lifespan="on",
-            loop="asyncio",
-            http="h11",
-            timeout_graceful_shutdown=2,
-            access_log=False,
-        )
-        self._server = uvicorn.Server(uv_config)
+        self.url = url_of(sock)
+        self._server = make_uvicorn(self.app, self.emulator)
         self._thread = threading.Thread(
             target=self._server.run,
             kwargs={"sockets": [sock]},
