@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import json
 import math
 import re
@@ -68,7 +69,7 @@ class PgType:
     name: str
     dims: int = 0
 
-    @property
+    @functools.cached_property
     def kind(self) -> str:
         """Comparison family: int, float, numeric, bool, timestamp(tz), date, json or text."""
         return _KINDS.get(self.name, "text")
@@ -118,6 +119,9 @@ _TIMESTAMP = re.compile(
     r"\s*(Z|[+-]\d{2}(?::?\d{2})?)?\s*$",
     re.IGNORECASE,
 )
+
+
+_CANONICAL_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(\.\d*[1-9])?(\+00)?$")
 
 
 def parse_timestamp(text: str) -> dt.datetime:
@@ -194,6 +198,9 @@ def encode_value(value: Any, pg_type: PgType) -> str | None:
     if isinstance(value, str):
         if kind == "bool":
             return "true" if value.lower() in ("t", "true", "1", "yes", "on") else "false"
+        if kind in ("timestamp", "timestamptz") and not _CANONICAL_TIMESTAMP.match(value):
+            # ISO strings with a T or a zone are stored (and sent) in Postgres' form.
+            return format_timestamp(parse_timestamp(value), tz=kind == "timestamptz")
         return value
     if kind == "bool":
         return "true" if value else "false"

@@ -12,14 +12,20 @@ import datetime as dt
 import random
 import re
 import threading
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 from replica.devserver.packets import ObjectStore
-from replica.devserver.pgtypes import format_timestamp, parse_array, parse_timestamp
+from replica.devserver.pgtypes import (
+    PgType,
+    format_array,
+    format_timestamp,
+    parse_array,
+    parse_timestamp,
+)
 from replica.devserver.tables import Database, Row, TableError
 from replica.devserver.taskrun import (
     FINAL_STATUSES,
@@ -39,6 +45,7 @@ class RunError(ValueError):
         self.status = status
 
 
+TEXT = PgType("text")
 _FORBIDDEN_METADATA_KEYS = {"__proto__", "constructor", "prototype"}
 #: Trigger.dev's metadata limit (TASK_RUN_METADATA_MAXIMUM_SIZE).
 METADATA_MAX_BYTES = 256 * 1024
@@ -199,7 +206,8 @@ class RunService:
     def _stamp(self) -> str:
         """A fresh `updatedAt`: strictly later than the previous one, so every write shows."""
         with self._lock:
-            now = self.clock().replace(microsecond=self.clock().microsecond // 1000 * 1000)
+            now = self.clock()
+            now = now.replace(microsecond=now.microsecond // 1000 * 1000)
             if now <= self._last_update:
                 now = self._last_update + dt.timedelta(milliseconds=1)
             self._last_update = now
@@ -272,20 +280,21 @@ class RunService:
             "queuedAt": None if delay_until else created,
             "delayUntil": delay_until,
             "friendlyId": friendly,
-            "number": self._next_number(task),
-            "isTest": bool(options.get("test", False)),
+            # Text forms where cheap: bulk loads then skip most of the encoding.
+            "number": str(self._next_number(task)),
+            "isTest": "true" if options.get("test") else "false",
             "status": "DELAYED" if delay_until else "PENDING",
-            "usageDurationMs": 0,
-            "costInCents": 0.0,
-            "baseCostInCents": 0.0,
+            "usageDurationMs": "0",
+            "costInCents": "0",
+            "baseCostInCents": "0",
             "ttl": ttl,
             "payload": text,
             "payloadType": payload_type,
             "metadata": metadata,
             "metadataType": metadata_type,
             "outputType": "application/json",
-            "runTags": list(tags) or None,
-            "realtimeStreams": [],
+            "runTags": format_array(list(tags), TEXT) if tags else None,
+            "realtimeStreams": "{}",
             "runtimeEnvironmentId": self.environment_id,
             "batchId": batch_id,
             "idempotencyKey": options.get("idempotencyKey"),
@@ -314,6 +323,40 @@ class RunService:
         run = self.require(values["friendlyId"])
         self._notify(run)
         return TriggerResult(run)
+
+    def trigger_many(
+        self,
+        items: Iterable[Mapping[str, Any]],
+        *,
+        per_transaction: int = 5000,
+        rng: random.Random | None = None,
+    ) -> list[str]:
+        """Bulk-create runs from `{task, payload, options}` items, `per_transaction` per commit.
+
+        For loading benchmarks and demos: no idempotency lookups, no listeners (the
+        simulator does not pick these runs up). Returns the run ids in order.
+        """
+        ids: list[str] = []
+        pending: list[Any] = []
+        columns = tuple(self.table.columns)
+
+        def flush() -> None:
+            if pending:
+                self.db.commit(pending, encoded=True)
+                pending.clear()
+
+        for item in items:
+            values = self.build_run(
+                str(item["task"]), item.get("payload"), item.get("options"), rng=rng
+            )
+            text_only = all(v is None or type(v) is str for v in values.values())
+            row = values if text_only else self.table.encode_row(values)
+            pending.append(("insert", self.table, {}, {c: row.get(c) for c in columns}))
+            ids.append(str(values["friendlyId"]))
+            if len(pending) >= per_transaction:
+                flush()
+        flush()
+        return ids
 
     def batch_trigger(
         self, items: Sequence[Mapping[str, Any]], *, idempotency_key: str | None = None

@@ -17,7 +17,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -218,6 +218,13 @@ class DevServer:
         `idempotencyKey`, `test`, `maxAttempts`, `queue`.
         """
         return self.emulator.runs.trigger(task, payload, options).id
+
+    def trigger_many(
+        self, items: Iterable[Mapping[str, Any]], *, per_transaction: int = 5000
+    ) -> list[str]:
+        """Bulk-load runs (`{task, payload, options}` items) for benchmarks: one transaction
+        per `per_transaction` runs, no idempotency checks; returns the run ids."""
+        return self.emulator.runs.trigger_many(items, per_transaction=per_transaction)
 
     def batch_trigger(self, items: Sequence[Mapping[str, Any]]) -> tuple[str, list[str]]:
         """Trigger `[{task, payload, options}]` as a batch; returns (batch id, run ids)."""

@@ -18,7 +18,6 @@ import sqlite3
 import threading
 import time
 import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -512,11 +511,10 @@ class _SnapshotBuilder:
         self._reader_cm = db.snapshot_reader()
         self._reader: sqlite3.Connection = self._reader_cm.__enter__()
         self.xmin = str(db.txid + 1)
-        if shape.definition.log_mode == "changes_only":
-            self._rows: Iterator[tuple[str, bytes]] = iter(())
-        else:
+        self._cursor: sqlite3.Cursor | None = None
+        if shape.definition.log_mode != "changes_only":
             storage = shape.definition.table.storage
-            self._rows = iter(self._reader.execute(f"SELECT key, row FROM {storage} ORDER BY rid"))
+            self._cursor = self._reader.execute(f"SELECT key, row FROM {storage} ORDER BY rid")
         self._parts: list[bytes] = []
         self._size = 0
 
@@ -555,21 +553,28 @@ class _SnapshotBuilder:
         limit_bytes = self.registry.chunk_bytes
         limit_rows = self.registry.chunk_rows
         render = shape.render_snapshot_row
-        for _ in range(max_rows):
-            item = next(self._rows, None)
-            if item is None:
-                self._flush(final=True)
-                self._close()
-                return True
-            message = render(item[0], item[1])
+        batch = self._fetch(max_rows)
+        parts = self._parts
+        for key, blob in batch:
+            message = render(key, blob)
             if message is None:
                 continue
-            self._parts.append(message)
+            parts.append(message)
             self._size += len(message)
             shape.rows += 1
-            if self._size >= limit_bytes or (limit_rows and len(self._parts) >= limit_rows):
+            if self._size >= limit_bytes or (limit_rows and len(parts) >= limit_rows):
                 self._flush(final=False)
+                parts = self._parts
+        if len(batch) < max_rows:
+            self._flush(final=True)
+            self._close()
+            return True
         return shape.rotated and self._close() is None
+
+    def _fetch(self, count: int) -> list[tuple[str, bytes]]:
+        if self._cursor is None:
+            return []
+        return self._cursor.fetchmany(count)
 
     def _close(self) -> None:
         with contextlib.suppress(Exception):

@@ -14,6 +14,7 @@ test code in other threads may all write.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import sqlite3
 import threading
@@ -100,18 +101,26 @@ class Table:
 
     def encode_row(self, values: Mapping[str, Any], *, base: Row | None = None) -> Row:
         """Python values (or text forms) -> a full stored row, checking names and NOT NULL."""
-        unknown = set(values) - set(self.columns)
-        if unknown:
-            raise TableError(
-                f"table {self.qualified} has no column(s) {', '.join(sorted(unknown))}"
-            )
-        row: Row = dict(base) if base is not None else dict.fromkeys(self.columns)
+        columns = self.columns
+        row: Row = dict(base) if base is not None else dict.fromkeys(columns)
         for name, value in values.items():
-            row[name] = encode_value(value, self.columns[name].type)
-        for name, col in self.columns.items():
-            if row[name] is None and (col.not_null or name in self.primary_key):
+            col = columns.get(name)
+            if col is None:
+                unknown = sorted(set(values) - set(columns))
+                raise TableError(f"table {self.qualified} has no column(s) {', '.join(unknown)}")
+            # Fast path for values already in text form (the common case in bulk loads).
+            if value is None or (type(value) is str and col.type.kind == "text"):
+                row[name] = value
+            else:
+                row[name] = encode_value(value, col.type)
+        for name in self._required:
+            if row[name] is None:
                 raise TableError(f"null value in column {name!r} of {self.qualified}")
         return row
+
+    @functools.cached_property
+    def _required(self) -> tuple[str, ...]:
+        return tuple(n for n, c in self.columns.items() if c.not_null or n in self.primary_key)
 
 
 @dataclass
@@ -368,12 +377,14 @@ class Database:
         """Collect writes; `commit()` (or leaving the `with` block) applies them atomically."""
         return TransactionBuilder(self)
 
-    def commit(self, ops: Sequence[WriteOp]) -> Transaction | None:
+    def commit(self, ops: Sequence[WriteOp], *, encoded: bool = False) -> Transaction | None:
         """Apply `(op, table, pk_or_values, values)` tuples as one transaction.
 
         insert: `values` is the new row; update: `pk_or_values` identifies the row (primary
         key values) and `values` the columns to set (may include new PK values); delete:
         `pk_or_values` identifies the row. Returns the committed Transaction (None if empty).
+        With `encoded=True` insert values are complete rows already in text form (bulk loads
+        skip the per-value encoding).
         """
         if not ops:
             return None
@@ -383,7 +394,7 @@ class Database:
             conn.execute("BEGIN IMMEDIATE")
             try:
                 for index, (op, table, ident, values) in enumerate(ops):
-                    txn.changes.append(self._apply(table, op, ident, values, index * 2))
+                    txn.changes.append(self._apply(table, op, ident, values, index * 2, encoded))
                 # LSNs grow with the volume written, like WAL positions.
                 txn.lsn = self.lsn + 64 + 48 * len(ops)
                 for hook in self._hooks:
@@ -405,11 +416,20 @@ class Database:
             return txn
 
     def _apply(
-        self, table: Table, op: Op, ident: Mapping[str, Any], values: Mapping[str, Any], pos: int
+        self,
+        table: Table,
+        op: Op,
+        ident: Mapping[str, Any],
+        values: Mapping[str, Any],
+        pos: int,
+        encoded: bool = False,
     ) -> Change:
         conn = self._conn
         if op == "insert":
-            new = table.encode_row({**ident, **values})
+            if encoded and len(values) == len(table.columns):
+                new = dict(values)
+            else:
+                new = table.encode_row({**ident, **values})
             key = table.key_of(new)
             try:
                 conn.execute(

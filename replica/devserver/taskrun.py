@@ -170,12 +170,17 @@ def define_trigger_tables(db: Database) -> tuple[Table, Table]:
 
 
 _ALPHABET = string.ascii_lowercase + string.digits
+_SYSTEM_RANDOM = random.SystemRandom()
 
 
 def new_internal_id(rng: random.Random | None = None) -> str:
     """A cuid-like internal id (`cm` + 23 base-36 characters), as Trigger.dev v4 uses."""
-    r = rng or random.SystemRandom()
-    return "cm" + "".join(r.choice(_ALPHABET) for _ in range(23))
+    number = (rng or _SYSTEM_RANDOM).getrandbits(119)  # 36**23 > 2**119
+    chars = []
+    for _ in range(23):
+        number, digit = divmod(number, 36)
+        chars.append(_ALPHABET[digit])
+    return "cm" + "".join(chars)
 
 
 def friendly_run_id(internal_id: str) -> str:

@@ -19,7 +19,14 @@ from typing import Any
 import sqlglot
 from sqlglot import exp
 
-from replica.devserver.pgtypes import PgType, decode_value, encode_value, parse_type
+from replica.devserver.pgtypes import (
+    PgType,
+    decode_value,
+    encode_value,
+    format_timestamp,
+    parse_array,
+    parse_type,
+)
 
 Row = Mapping[str, Any]
 Fn = Callable[[Row], Any]
@@ -43,6 +50,8 @@ class _Expr:
     #: For constants: the value (already typed unless `type` is UNKNOWN, then the raw text).
     const: Any = None
     is_const: bool = False
+    #: For column references: the stored text form, for comparisons that need no parsing.
+    raw: Fn | None = None
 
 
 def _const(pg_type: PgType, value: Any) -> _Expr:
@@ -192,13 +201,17 @@ class _Compiler:
             raise WhereError(f"unknown reference {name}")
         self.used.add(name)
         pg_type = self.columns[name]
+
+        def raw(row: Row) -> Any:
+            return row.get(name)
+
         if pg_type.kind == "text" and not pg_type.dims:
-            return _Expr(pg_type, lambda row: row.get(name))
+            return _Expr(pg_type, raw, raw=raw)
 
         def read(row: Row) -> Any:
             return decode_value(row.get(name), pg_type)
 
-        return _Expr(pg_type, read)
+        return _Expr(pg_type, read, raw=raw)
 
     def _Literal(self, node: exp.Literal) -> _Expr:
         if node.is_string:
@@ -305,6 +318,9 @@ class _Compiler:
         a, b = self.unify(self.compile(node.this), self.compile(right_node), symbol)
         if a.type.kind == "json" and symbol not in ("=", "<>"):
             raise WhereError(f"operator does not exist: {a.type} {symbol} {b.type}")
+        fast = _timestamp_text_compare(a, b, op) or _timestamp_text_compare(b, a, _FLIPPED[symbol])
+        if fast is not None:
+            return _Expr(BOOL, fast)
         fa, fb = a.fn, b.fn
 
         def fn(row: Row) -> bool | None:
@@ -453,6 +469,8 @@ class _Compiler:
         a, b = self.unify(a, b, symbol)
         if not a.type.dims:
             raise WhereError(f"operator does not exist: {a.type} {symbol} {b.type}")
+        if a.raw is not None and a.type.kind == "text" and a.type.dims == 1 and b.is_const:
+            return _Expr(BOOL, _text_array_vs_const(a.raw, list(_flatten(b.const or [])), test))
         fa, fb = a.fn, b.fn
 
         def fn(row: Row) -> bool | None:
@@ -591,6 +609,61 @@ class _Compiler:
             return None
 
         return _Expr(typed, fn)
+
+
+_FLIPPED = {
+    "=": operator.eq,
+    "<>": operator.ne,
+    ">": operator.lt,
+    ">=": operator.le,
+    "<": operator.gt,
+    "<=": operator.ge,
+}
+
+
+def _timestamp_text_compare(column: _Expr, const: _Expr, op: Callable) -> Fn | None:
+    """`timestamp_column OP constant` on the stored text, which sorts like the value.
+
+    Stored timestamps are in Postgres' canonical form (`YYYY-MM-DD HH:MM:SS[.f]`, trailing
+    zeros trimmed), and that form orders lexicographically exactly as the instants do, so
+    the hot `"createdAt" > '...'` of tag feeds needs no per-row parsing.
+    """
+    if (
+        column.raw is None
+        or column.type.name != "timestamp"
+        or column.type.dims
+        or not const.is_const
+        or const.const is None
+    ):
+        return None
+    text = format_timestamp(const.const)
+    raw = column.raw
+
+    def fn(row: Row) -> bool | None:
+        value = raw(row)
+        return None if value is None else op(value, text)
+
+    return fn
+
+
+def _text_array_vs_const(raw: Fn, const: list[Any], test: Callable[[list, list], bool]) -> Fn:
+    """A text[] column against a constant array, splitting simple literals without a parser.
+
+    `{user:1234,org:acme}` (no quotes, no nesting) is by far the common form of `runTags`.
+    """
+
+    def fn(row: Row) -> bool | None:
+        text = raw(row)
+        if text is None:
+            return None
+        if '"' in text or "\\" in text or text.count("{") > 1:
+            items = list(_flatten(parse_array(text)))
+        else:
+            inner = text[1:-1]
+            items = [None if i.upper() == "NULL" else i for i in inner.split(",")] if inner else []
+        return test(items, const)
+
+    return fn
 
 
 def _flatten(items: Any) -> Any:

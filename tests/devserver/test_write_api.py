@@ -217,3 +217,26 @@ def test_run_lives_fill_timestamps_and_durations(devserver: DevServer) -> None:
     assert int(failed["usageDurationMs"]) >= 0
     expired = devserver.set_status(devserver.trigger("t", {}), "EXPIRED")
     assert expired["expiredAt"] is not None
+
+
+def test_trigger_many_bulk_loads_runs_that_feeds_serve(
+    devserver: DevServer, client: httpx.Client
+) -> None:
+    ids = devserver.trigger_many(
+        (
+            {"task": "bulk", "payload": {"i": i}, "options": {"tags": ["user:1234"]}}
+            for i in range(250)
+        ),
+        per_transaction=100,
+    )
+    assert len(ids) == len(set(ids)) == 250
+    assert devserver.run(ids[-1])["number"] == "250"
+    from .helpers import sync
+
+    _, messages = sync(
+        client,
+        {"tags": "user:1234"},
+        "/realtime/v1/runs",
+        headers={"authorization": f"Bearer {devserver.secret_key}"},
+    )
+    assert {m["value"]["friendlyId"] for m in messages if "key" in m} == set(ids)
