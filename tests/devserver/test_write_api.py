@@ -9,6 +9,8 @@ import httpx
 from replica.devserver import DevServer
 from replica.devserver.auth import verify_jwt
 
+from .helpers import sync
+
 
 def auth(server: DevServer) -> dict[str, str]:
     return {"authorization": f"Bearer {server.secret_key}"}
@@ -231,12 +233,13 @@ def test_trigger_many_bulk_loads_runs_that_feeds_serve(
     )
     assert len(ids) == len(set(ids)) == 250
     assert devserver.run(ids[-1])["number"] == "250"
-    from .helpers import sync
-
     _, messages = sync(
         client,
         {"tags": "user:1234"},
         "/realtime/v1/runs",
-        headers={"authorization": f"Bearer {devserver.secret_key}"},
+        headers={
+            "authorization": f"Bearer {devserver.secret_key}",
+            "x-trigger-electric-version": "1.0.0-beta.1",
+        },
     )
     assert {m["value"]["friendlyId"] for m in messages if "key" in m} == set(ids)
