@@ -36,6 +36,9 @@ class DevServerConfig:
     live_concurrency_limit: int = 100_000
     #: Cap on the `createdAt` window of tag feeds, in seconds (Trigger.dev default: 24 h).
     created_at_max_age: float = 24 * 3600
+    #: The tag feeds' `createdAt` floor is rounded down to this many seconds, so that
+    #: subscriptions started close together share one shape (and its snapshot).
+    created_at_bucket: float = 60.0
     #: Payloads above this many bytes are offloaded to the object store (Trigger.dev: 512 KB).
     payload_offload_threshold: int = 512 * 1024
     #: When set, `/v1/shape` requires `?secret=` (Electric's ELECTRIC_SECRET mode).

@@ -179,9 +179,12 @@ def _created_at_floor(emu: Emulator, raw: str | None) -> dt.datetime | None:
     seconds = min(seconds, emu.config.created_at_max_age)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     floor = now - dt.timedelta(seconds=seconds)
-    # Bucketed to the minute (as the native backend does) so that subscriptions started in
-    # the same minute share one shape instead of each building its own snapshot.
-    return floor.replace(second=0, microsecond=0)
+    # Bucketed (to the minute by default, as the native backend does) so that subscriptions
+    # started close together share one shape instead of each building its own snapshot.
+    bucket = max(emu.config.created_at_bucket, 0.001)
+    epoch = dt.datetime(1970, 1, 1)
+    seconds_since = (floor - epoch).total_seconds()
+    return epoch + dt.timedelta(seconds=seconds_since // bucket * bucket)
 
 
 async def realtime_runs(request: Request) -> Response:
