@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+from hypothesis import settings
+
+# HYPOTHESIS_PROFILE=soak runs every property test with many more examples.
+settings.register_profile("default", max_examples=150)
+settings.register_profile("soak", max_examples=5000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture
