@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-import re
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,6 +24,12 @@ from replica.devserver.pgtypes import (
     format_timestamp,
     parse_array,
     parse_timestamp,
+)
+from replica.devserver.run_data import (
+    RunDataError,
+    apply_metadata_operations,
+    parse_duration,
+    serialize_packet,
 )
 from replica.devserver.tables import Database, Row, TableError
 from replica.devserver.taskrun import (
@@ -46,7 +51,6 @@ class RunError(ValueError):
 
 
 TEXT = PgType("text")
-_FORBIDDEN_METADATA_KEYS = {"__proto__", "constructor", "prototype"}
 #: Trigger.dev's metadata limit (TASK_RUN_METADATA_MAXIMUM_SIZE).
 METADATA_MAX_BYTES = 256 * 1024
 
@@ -70,88 +74,6 @@ def _now() -> dt.datetime:
 def _ts(value: dt.datetime) -> str:
     # Postgres timestamp(3): millisecond precision.
     return format_timestamp(value.replace(microsecond=value.microsecond // 1000 * 1000))
-
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(w|d|hr|h|m|s)", re.IGNORECASE)
-_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "hr": 3600, "m": 60, "s": 1}
-
-
-def parse_duration(text: str) -> float | None:
-    """`1h30m`, `2d`, `30s` -> seconds; None when it does not parse (like the webapp)."""
-    s = text.strip().replace(" ", "")
-    if not s:
-        return None
-    total, pos = 0.0, 0
-    for m in _DURATION.finditer(s):
-        if m.start() != pos:
-            return None
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2).lower()]
-        pos = m.end()
-    return total if pos == len(s) and pos > 0 else None
-
-
-def serialize_packet(data: Any, data_type: str | None) -> tuple[str, str]:
-    """(text, type) for a payload/output as received from an API caller or the simulator.
-
-    With an explicit type a string is the serialized packet already (what the SDK sends:
-    superjson or plain text); without one the value is JSON, like a raw HTTP trigger.
-    """
-    if data_type is None:
-        return orjson.dumps(data).decode(), "application/json"
-    if isinstance(data, str):
-        return data, data_type
-    return orjson.dumps(data).decode(), data_type
-
-
-def apply_metadata_operations(current: dict[str, Any], operations: Sequence[Any]) -> dict[str, Any]:
-    """Apply Trigger.dev metadata operations (`set`, `delete`, `append`, `remove`,
-    `increment`, `update`) to a metadata object; keys may be `$.a.b` JSON paths."""
-    result = orjson.loads(orjson.dumps(current))
-    for op in operations:
-        if not isinstance(op, Mapping) or "type" not in op:
-            raise RunError("each metadata operation needs a type")
-        kind = op["type"]
-        if kind == "update":
-            value = op.get("value")
-            if not isinstance(value, Mapping):
-                raise RunError("update operations need an object value")
-            result.update(value)
-            continue
-        key = str(op.get("key", ""))
-        path = key[2:].split(".") if key.startswith("$.") else [key]
-        if not key or any(p in _FORBIDDEN_METADATA_KEYS or not p for p in path):
-            raise RunError(f"invalid metadata key {key!r}")
-        parent = result
-        for part in path[:-1]:
-            nxt = parent.get(part)
-            if not isinstance(nxt, dict):
-                nxt = parent[part] = {}
-            parent = nxt
-        leaf = path[-1]
-        if kind == "set":
-            parent[leaf] = op.get("value")
-        elif kind == "delete":
-            parent.pop(leaf, None)
-        elif kind == "append":
-            existing = parent.get(leaf)
-            if existing is None:
-                parent[leaf] = [op.get("value")]
-            elif isinstance(existing, list):
-                existing.append(op.get("value"))
-            else:
-                parent[leaf] = [existing, op.get("value")]
-        elif kind == "remove":
-            existing = parent.get(leaf)
-            if isinstance(existing, list):
-                parent[leaf] = [v for v in existing if v != op.get("value")]
-        elif kind == "increment":
-            existing = parent.get(leaf, 0)
-            if not isinstance(existing, (int, float)):
-                existing = 0
-            parent[leaf] = existing + (op.get("value") or 0)
-        else:
-            raise RunError(f"unknown metadata operation {kind!r}")
-    return result
 
 
 class RunService:
@@ -515,7 +437,10 @@ class RunService:
             except orjson.JSONDecodeError:
                 current = {}
         if operations:
-            current = apply_metadata_operations(current, operations)
+            try:
+                current = apply_metadata_operations(current, operations)
+            except RunDataError as exc:
+                raise RunError(str(exc)) from None
         text = orjson.dumps(current).decode()
         if len(text.encode()) > METADATA_MAX_BYTES:
             raise RunError("Metadata exceeds the maximum size of 256KB", 413)

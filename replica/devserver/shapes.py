@@ -11,10 +11,7 @@ replica modes, primary-key changes) and appended at `<lsn>_<op_position>` offset
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import re
-import sqlite3
 import threading
 import time
 import zlib
@@ -23,43 +20,13 @@ from typing import Any, Literal
 
 import orjson
 
+from replica.devserver.offsets import BEFORE_ALL, INF, SNAPSHOT_END, Offset
 from replica.devserver.pgtypes import encode_value
+from replica.devserver.snapshots import SnapshotBuilder
 from replica.devserver.tables import Change, Database, Row, Table, Transaction
 from replica.devserver.where import Where
 
 log = logging.getLogger(__name__)
-
-#: The `op` of `<tx>_inf` offsets: greater than any op index.
-INF = 1 << 62
-_OFFSET_RE = re.compile(r"^(\d+)_(\d+|inf)$")
-
-
-@dataclass(frozen=True, order=True)
-class Offset:
-    """A position in a shape log; `-1` sorts before everything, `0_inf` ends the snapshot."""
-
-    tx: int
-    op: int
-
-    @classmethod
-    def parse(cls, text: str) -> Offset:
-        """Parse `-1`, `<tx>_<op>` or `<tx>_inf` (ValueError otherwise; `now` is not one)."""
-        if text == "-1":
-            return BEFORE_ALL
-        m = _OFFSET_RE.match(text)
-        if not m:
-            raise ValueError(f"invalid offset {text!r}")
-        op = INF if m.group(2) == "inf" else int(m.group(2))
-        return cls(int(m.group(1)), op)
-
-    def __str__(self) -> str:
-        if self.tx < 0:
-            return "-1"
-        return f"{self.tx}_inf" if self.op == INF else f"{self.tx}_{self.op}"
-
-
-BEFORE_ALL = Offset(-1, 0)
-SNAPSHOT_END = Offset(0, INF)
 
 
 @dataclass(frozen=True)
@@ -332,7 +299,7 @@ class ShapeRegistry:
                 self._by_key.setdefault((table, route), {})[shape.id] = shape
             else:
                 self._unrouted.setdefault(table, {})[shape.id] = shape
-            builder = _SnapshotBuilder(self, shape)  # pins the read snapshot now, under lock
+            builder = SnapshotBuilder(self, shape)  # pins the read snapshot now, under lock
         log.debug("created shape %s for %s", shape.handle, definition.table.qualified)
         self._start_builder(builder)
         return shape
@@ -349,7 +316,7 @@ class ShapeRegistry:
         }
         return table.key_of(probe)
 
-    def _start_builder(self, builder: _SnapshotBuilder) -> None:
+    def _start_builder(self, builder: SnapshotBuilder) -> None:
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
@@ -499,109 +466,6 @@ class ShapeRegistry:
                 (shape.id,),
             ).fetchone()[0]
         return int(chunks) + int(entries)
-
-
-class _SnapshotBuilder:
-    """Renders a shape's snapshot into chunks from a read snapshot pinned at creation."""
-
-    def __init__(self, registry: ShapeRegistry, shape: Shape) -> None:
-        self.registry = registry
-        self.shape = shape
-        db = registry.db
-        self._reader_cm = db.snapshot_reader()
-        self._reader: sqlite3.Connection = self._reader_cm.__enter__()
-        self.xmin = str(db.txid + 1)
-        self._cursor: sqlite3.Cursor | None = None
-        if shape.definition.log_mode != "changes_only":
-            storage = shape.definition.table.storage
-            self._cursor = self._reader.execute(f"SELECT key, row FROM {storage} ORDER BY rid")
-        self._parts: list[bytes] = []
-        self._size = 0
-
-    def _flush(self, final: bool) -> None:
-        shape = self.shape
-        if final:
-            self._parts.append(
-                orjson.dumps(
-                    {
-                        "headers": {
-                            "control": "snapshot-end",
-                            "xmin": self.xmin,
-                            "xmax": self.xmin,
-                            "xip_list": [],
-                        }
-                    }
-                )
-            )
-        body = b",".join(self._parts)
-        db = self.registry.db
-        with db.lock:
-            if not shape.rotated:
-                db.connection.execute(
-                    "INSERT INTO _shape_chunks (shape_id, idx, body) VALUES (?, ?, ?)",
-                    (shape.id, shape.chunk_count, body),
-                )
-            shape.chunk_count += 1
-            if final:
-                shape.snapshot_complete = True
-        self._parts, self._size = [], 0
-        self.registry._wake([shape])
-
-    def step(self, max_rows: int) -> bool:
-        """Render up to `max_rows` source rows; True once the snapshot is complete."""
-        shape = self.shape
-        limit_bytes = self.registry.chunk_bytes
-        limit_rows = self.registry.chunk_rows
-        render = shape.render_snapshot_row
-        batch = self._fetch(max_rows)
-        parts = self._parts
-        for key, blob in batch:
-            message = render(key, blob)
-            if message is None:
-                continue
-            parts.append(message)
-            self._size += len(message)
-            shape.rows += 1
-            if self._size >= limit_bytes or (limit_rows and len(parts) >= limit_rows):
-                self._flush(final=False)
-                parts = self._parts
-        if len(batch) < max_rows:
-            self._flush(final=True)
-            self._close()
-            return True
-        return shape.rotated and self._close() is None
-
-    def _fetch(self, count: int) -> list[tuple[str, bytes]]:
-        if self._cursor is None:
-            return []
-        return self._cursor.fetchmany(count)
-
-    def _close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._reader_cm.__exit__(None, None, None)
-
-    def run_sync(self) -> None:
-        try:
-            while not self.step(10_000):
-                pass
-        except Exception as exc:
-            self._fail(exc)
-
-    async def run_async(self) -> None:
-        try:
-            # Small steps keep the event loop responsive while large snapshots render.
-            done = False
-            while not done:
-                done = self.step(500)
-                await asyncio.sleep(0)
-        except Exception as exc:
-            self._fail(exc)
-
-    def _fail(self, exc: Exception) -> None:
-        log.exception("snapshot of shape %s failed", self.shape.handle)
-        self.shape.snapshot_error = str(exc) or type(exc).__name__
-        self._close()
-        self.registry.rotate(self.shape)
 
 
 __all__ = [

@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import orjson
 
+from replica.devserver.identifiers import IdentifierError, parse_relation
 from replica.devserver.pgtypes import PgType, encode_value, parse_type
 
 log = logging.getLogger(__name__)
@@ -146,51 +147,6 @@ class Transaction:
 CommitHook = Callable[[Transaction], None]
 #: (op, table, primary key values or {} for inserts, column values)
 WriteOp = tuple[Op, Table, Mapping[str, Any], Mapping[str, Any]]
-
-
-def parse_relation(text: str) -> tuple[str, str]:
-    """`schema.table` / `"Quoted"."Name"` / `table` -> (schema, table), like Postgres.
-
-    Raises TableError with Electric's wording for identifiers that do not parse.
-    """
-    parts: list[str] = []
-    i, s = 0, text.strip()
-    while i <= len(s):
-        if i < len(s) and s[i] == '"':
-            j, buf = i + 1, []
-            while True:
-                if j >= len(s):
-                    raise TableError(f"Invalid unterminated quoted identifier: {text}")
-                if s[j] == '"':
-                    if j + 1 < len(s) and s[j + 1] == '"':
-                        buf.append('"')
-                        j += 2
-                        continue
-                    break
-                buf.append(s[j])
-                j += 1
-            if not buf:
-                raise TableError("Invalid zero-length delimited identifier")
-            parts.append("".join(buf))
-            i = j + 1
-        else:
-            j = s.find(".", i)
-            j = len(s) if j < 0 else j
-            ident = s[i:j].strip()
-            if not ident:
-                raise TableError(f"Invalid table name: {text!r}")
-            parts.append(ident.lower())
-            i = j
-        if i >= len(s):
-            break
-        if s[i] != ".":
-            raise TableError(f"Invalid table name: {text!r}")
-        i += 1
-    if len(parts) == 1:
-        return ("public", parts[0])
-    if len(parts) == 2:
-        return (parts[0], parts[1])
-    raise TableError(f"Invalid table name: {text!r}")
 
 
 class Database:
@@ -316,7 +272,10 @@ class Database:
 
     def table(self, name: str | tuple[str, str]) -> Table:
         """Look a table up by (schema, name), `"schema"."name"` text or bare name."""
-        relation = parse_relation(name) if isinstance(name, str) else name
+        try:
+            relation = parse_relation(name) if isinstance(name, str) else name
+        except IdentifierError as exc:
+            raise TableError(str(exc)) from None
         try:
             return self.tables[relation]
         except KeyError:

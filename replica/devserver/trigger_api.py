@@ -20,7 +20,8 @@ from starlette.responses import Response, StreamingResponse
 from replica.devserver.auth import FORBIDDEN_BODY, AuthError, Principal
 from replica.devserver.electric_api import ShapeQuery, build_definition, serve_shape
 from replica.devserver.responses import TRIGGER_EXPOSED, json_response
-from replica.devserver.runs import RunError, parse_duration
+from replica.devserver.run_data import parse_duration
+from replica.devserver.runs import RunError
 from replica.devserver.taskrun import ELECTRIC_COLUMNS, NEVER_SKIPPED
 
 if TYPE_CHECKING:
