@@ -1,0 +1,179 @@
+"""Body parsing, shape definitions and retry timing: pure unit tests."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import random
+import time
+from email.utils import formatdate
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from replica.errors import MalformedResponseError, ReplicaError, ShapeDefinitionError
+from replica.protocol import Backoff, ShapeDefinition, parse_body, parse_retry_after, redact_url
+from replica.protocol.backoff import BackoffTimer
+from replica.protocol.values import RowParser
+
+SCHEMA = {"id": {"type": "int8", "not_null": True}, "tags": {"type": "text", "dims": 1}}
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+message_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "key": json_values,
+        "value": st.dictionaries(st.sampled_from(["id", "tags", "x"]), json_values, max_size=3),
+        "old_value": json_values,
+        "headers": st.fixed_dictionaries(
+            {},
+            optional={
+                "operation": st.sampled_from(["insert", "update", "delete", "upsert"])
+                | json_values,
+                "control": st.sampled_from(["up-to-date", "must-refetch", "x"]) | json_values,
+                "global_last_seen_lsn": json_values,
+            },
+        )
+        | json_values,
+    },
+)
+
+
+@given(st.lists(message_like, max_size=5) | json_values)
+def test_junk_bodies_raise_only_typed_errors(body: object) -> None:
+    raw = json.dumps(body).encode()  # the stdlib encodes integers of any size
+    try:
+        parsed = parse_body(raw, RowParser(SCHEMA))
+    except ReplicaError as exc:
+        if not isinstance(exc, MalformedResponseError):
+            raise
+        return
+    for change in parsed.changes:
+        assert isinstance(change.key, str)
+        assert change.operation in ("insert", "update", "delete")
+
+
+@given(st.binary(max_size=64))
+def test_junk_bytes_raise_only_typed_errors(raw: bytes) -> None:
+    with contextlib.suppress(MalformedResponseError):
+        parse_body(raw)
+
+
+def test_body_with_control_messages() -> None:
+    body = [
+        {"key": "k1", "value": {"id": "5", "tags": "{a,b}"}, "headers": {"operation": "insert"}},
+        {"headers": {"control": "snapshot-end", "xmin": "1"}},
+        {"headers": {"control": "up-to-date", "global_last_seen_lsn": "26800584"}},
+    ]
+    parsed = parse_body(orjson.dumps(body), RowParser(SCHEMA))
+    assert parsed.up_to_date and parsed.snapshot_end
+    assert parsed.lsn == "26800584"
+    assert parsed.changes[0].value == {"id": 5, "tags": ["a", "b"]}
+
+
+def test_parse_errors_name_the_message_and_key() -> None:
+    body = [{"key": "the-key", "value": {"id": "x"}, "headers": {"operation": "insert"}}]
+    with pytest.raises(MalformedResponseError, match=r"message 0 \(key 'the-key'\).*'id'"):
+        parse_body(orjson.dumps(body), RowParser(SCHEMA))
+
+
+def test_empty_body_is_no_messages() -> None:
+    assert parse_body(b"").changes == []
+    assert parse_body(b"[]").changes == []
+
+
+# -- shape definitions ----------------------------------------------------------------------
+
+
+def test_shape_key_is_stable_and_sorted() -> None:
+    a = ShapeDefinition("http://h/v1/shape", table="t", where="x=$1", where_params=["1"])
+    b = ShapeDefinition("http://h/v1/shape", where="x=$1", table="t", where_params={1: "1"})
+    assert a.key == b.key == "http://h/v1/shape?params[1]=1&table=t&where=x=$1"
+    assert a.fingerprint == b.fingerprint
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"url": "ftp://h/v1/shape"},
+        {"url": "http://h/v1/shape?table=t"},
+        {"url": "http://h/v1/shape", "table": " "},
+        {"url": "http://h/v1/shape", "where": ""},
+        {"url": "http://h/v1/shape", "where_params": ["1"]},
+        {"url": "http://h/v1/shape", "replica": "partial"},
+        {"url": "http://h/v1/shape", "log": "some"},
+        {"url": "http://h/v1/shape", "params": {"table": "t"}},
+        {"url": "http://h/v1/shape", "params": {"x": [1]}},
+        {"url": "http://h/v1/shape", "where": "a=$1", "where_params": "ab"},
+    ],
+)
+def test_bad_shape_definitions_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ShapeDefinitionError):
+        ShapeDefinition(**kwargs)  # type: ignore[arg-type]
+
+
+def test_with_updates_merges_params_and_headers() -> None:
+    shape = ShapeDefinition("http://h/v1/shape", table="t", headers={"a": "1"})
+    updated = shape.with_updates({"tags": "x"}, {"b": "2"})
+    assert updated.query_params() == {"table": "t", "tags": "x"}
+    assert updated.headers == {"a": "1", "b": "2"}
+
+
+def test_redact_url_hides_secret_params() -> None:
+    url = "http://h/v1/shape?secret=abc&table=t&api_secret=def"
+    assert redact_url(url) == "http://h/v1/shape?secret=***&table=t&api_secret=***"
+    assert redact_url("http://h/v1/shape") == "http://h/v1/shape"
+
+
+# -- back-off -------------------------------------------------------------------------------
+
+
+def test_full_jitter_delays_stay_under_the_growing_cap() -> None:
+    timer = BackoffTimer(Backoff(initial=1, maximum=32), rng=random.Random(7))
+    delays = [timer.next_delay() for _ in range(10)]
+    caps = [1, 2, 4, 8, 16, 32, 32, 32, 32, 32]
+    assert all(0 <= d <= c for d, c in zip(delays, caps, strict=True))
+    assert len(set(delays)) == 10  # jittered, not constant
+    timer.reset()
+    assert timer.next_delay() <= 1
+
+
+def test_retry_after_is_a_floor_and_retries_can_be_limited() -> None:
+    timer = BackoffTimer(Backoff(initial=1, maximum=2, max_retries=2))
+    assert timer.next_delay(retry_after=10) == 10
+    assert not timer.exhausted
+    timer.next_delay()
+    assert timer.exhausted
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        ("5", 5.0),
+        ("0", 0.0),
+        ("-3", 0.0),
+        ("99999", 3600.0),
+        ("1.5", 1.5),
+        ("soon", None),
+        ("", None),
+        (None, None),
+        ("nan", None),
+    ],
+)
+def test_parse_retry_after_seconds(header: str | None, expected: float | None) -> None:
+    assert parse_retry_after(header) == expected
+
+
+def test_parse_retry_after_http_date() -> None:
+    now = time.time()
+    assert 59 <= parse_retry_after(formatdate(now + 60, usegmt=True), now=now) <= 61  # type: ignore[operator]
+    assert parse_retry_after(formatdate(now - 60, usegmt=True), now=now) == 0
