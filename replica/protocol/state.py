@@ -200,6 +200,8 @@ class ShapeState:
         self.schema_adopted = False
         self.mode = Mode.INITIAL
         self.cache_buster = new_cache_buster()
+        # A 409 comes from the origin, so caches are not (only) in the way: count afresh.
+        self.stale_replies = 0
         self.resets += 1
 
 
