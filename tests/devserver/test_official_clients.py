@@ -6,6 +6,7 @@ own rows/runs, and each crosses a forced handle rotation."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -118,6 +119,36 @@ def test_shape_stream_with_where_and_columns(
     devserver.update("items", {"id": 9}, {"n": 0})  # moves out
     devserver.update("items", {"id": 8}, {"note": "not selected"})  # dropped
     stream.wait_for(lambda ev: last_rows(ev) == expected())
+
+
+def test_shape_stream_recovers_from_injected_faults(
+    devserver: DevServer, scripts: list[NodeScript]
+) -> None:
+    devserver.define_table("items", {"id": "int4", "v": "text"}, "id")
+    devserver.insert("items", *({"id": i, "v": "a"} for i in range(5)))
+    stream = start(scripts, "electric-shape.mjs", devserver.url, "items")
+    stream.wait_for(lambda ev: last_rows(ev) == typed_rows(devserver, "items"))
+    devserver.add_fault("error", status=503, retry_after=0, times=1)
+    devserver.add_fault("drop", times=1, live=True)
+    devserver.update("items", {"id": 1}, {"v": "b"})
+    stream.wait_for(lambda ev: last_rows(ev) == typed_rows(devserver, "items"))
+    # After a rotation a misbehaving cache replays the dead handle's offset=-1 response
+    # once: the client must notice the expired handle and fetch again.
+    devserver.add_fault("stale", times=1)
+    devserver.rotate()
+    devserver.insert("items", {"id": 9, "v": "c"})
+    stream.wait_for(
+        lambda ev: (
+            any(e["event"] == "must-refetch" for e in ev)
+            and last_rows(ev) == typed_rows(devserver, "items")
+        )
+    )
+    # The client keeps long-polling, so every armed fault fires (once) in the end.
+    deadline = time.monotonic() + 10
+    rules = devserver.emulator.faults.rules()
+    while any(r.fired < (r.times or 1) for r in rules) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert [(r.kind, r.fired) for r in rules] == [("error", 1), ("drop", 1), ("stale", 1)]
 
 
 # -- Trigger.dev --------------------------------------------------------------------------

@@ -10,9 +10,15 @@ if (where) params.where = where;
 if (columns) params.columns = columns.split(",");
 
 const controller = new AbortController();
-const stream = new ShapeStream({ url: `${baseUrl}/v1/shape`, params, signal: controller.signal });
-const rows = new Map();
 const emit = (event) => process.stdout.write(JSON.stringify(event) + "\n");
+// Like most apps, retry from the current offset on errors the client does not retry itself
+// (e.g. a connection dropped mid-body), recording them as "retry" events.
+const onError = (error) => {
+  emit({ event: "retry", message: String(error?.message ?? error), status: error?.status });
+  return {};
+};
+const stream = new ShapeStream({ url: `${baseUrl}/v1/shape`, params, signal: controller.signal, onError });
+const rows = new Map();
 
 stream.subscribe(
   (messages) => {
