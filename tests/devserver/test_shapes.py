@@ -216,3 +216,29 @@ def test_quoted_table_names_and_schemas(devserver: DevServer, client: httpx.Clie
     assert messages[0]["headers"]["relation"] == ["app", "Mixed Case"]
     r = client.get("/v1/shape", params={"table": "app.Mixed Case", "offset": "-1"})
     assert r.status_code == 400  # unquoted names fold to lower case, as in Postgres
+
+
+def test_db_file_persists_tables_and_lsn_but_not_handles(tmp_path, devserver_factory) -> None:
+    path = str(tmp_path / "dev.db")
+    first = devserver_factory(db_path=path)
+    first.define_table("t", {"id": "int4"}, "id")
+    first.insert("t", {"id": 1})
+    with httpx.Client(base_url=first.url) as c:
+        last, _ = sync(c, {"table": "t"})
+    lsn = first.lsn
+    first.stop()
+    second = devserver_factory(db_path=path)
+    assert second.lsn == lsn
+    assert second.rows("t") == [{"id": "1"}]
+    second.insert("t", {"id": 2})
+    assert second.lsn > lsn
+    with httpx.Client(base_url=second.url) as c:
+        r = c.get(
+            "/v1/shape",
+            params={
+                "table": "t",
+                "offset": last.headers["electric-offset"],
+                "handle": last.headers["electric-handle"],
+            },
+        )
+        assert r.status_code == 409
