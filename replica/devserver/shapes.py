@@ -434,7 +434,8 @@ class ShapeRegistry:
                 ).fetchone()[0]
                 # A snapshot chunk is never up-to-date: offset=-1 must stay cacheable, and
                 # the client learns the end of the snapshot from the next request.
-                return ReadResult([body] if body else [], Offset(0, index), True, False)
+                has_rows = body[:7] == b'{"key":'  # a chunk may hold only snapshot-end
+                return ReadResult([body] if body else [], Offset(0, index), has_rows, False)
             after = max(offset, SNAPSHOT_END)
             parts: list[bytes] = []
             size = 0
