@@ -386,6 +386,11 @@ class RunService:
             if started and "usageDurationMs" not in values:
                 elapsed = parse_timestamp(now) - parse_timestamp(started)
                 values["usageDurationMs"] = int(elapsed.total_seconds() * 1000)
+            if started and "costInCents" not in values:
+                # About what a small machine costs per ms of compute on Trigger.dev's cloud.
+                duration = int(values.get("usageDurationMs") or 0)
+                values["costInCents"] = round(duration * 0.000008, 5)
+                values.setdefault("baseCostInCents", 0.0025)
         values["updatedAt"] = now
         return self.update(run_id, **values)
 
