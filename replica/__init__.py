@@ -6,6 +6,8 @@ say what they hold.
 
 from replica._version import __version__
 from replica.errors import (
+    DatabaseError,
+    DatabaseLockedError,
     FastLoopError,
     InvalidPositionError,
     MalformedResponseError,
@@ -20,6 +22,8 @@ from replica.errors import (
 )
 
 __all__ = [
+    "DatabaseError",
+    "DatabaseLockedError",
     "FastLoopError",
     "InvalidPositionError",
     "MalformedResponseError",

@@ -154,3 +154,25 @@ class RetriesExhaustedError(ProtocolError):
     """A retryable failure outlasted the configured retry limit; the cause is chained."""
 
     hint = "the upstream is unreachable or overloaded; try again later"
+
+
+# -- the local database -----------------------------------------------------------------
+
+
+class DatabaseError(ReplicaError):
+    """The local SQLite database cannot be opened, migrated or written."""
+
+    hint = "check the --db path, its permissions and free disk space"
+
+
+class DatabaseLockedError(DatabaseError):
+    """Another replica process is already writing to this database file."""
+
+    hint = "stop the other process first, or use another --db"
+
+
+class ApplyError(DatabaseError):
+    """A batch broke a rule of the local schema (e.g. a required column missing); it was
+    rolled back and nothing of it was written."""
+
+    hint = "the batch will be retried; if it persists, the upstream sends rows replica cannot store"

@@ -1,0 +1,301 @@
+"""The sync engine: many shape subscriptions in one process, one writer to the store.
+
+Each subscription is an asyncio task following its shape with a `ShapeStream` (sharing one
+httpx client); every page goes to the store in a single writer thread, so SQLite work never
+blocks the event loop and writes never interleave. Failures of one subscription (bad data,
+refusals) are retried or reported in its status without disturbing the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+import httpx
+
+from replica.errors import (
+    ApplyError,
+    MalformedResponseError,
+    ProtocolError,
+    ReplicaError,
+    UpstreamError,
+)
+from replica.protocol import Position, ShapeDefinition, ShapeStream, StreamEvent, StreamOptions
+from replica.protocol.backoff import Backoff, BackoffTimer
+from replica.protocol.messages import ChangeMessage
+from replica.store import Store
+from replica.store.database import now_iso
+from replica.tables import RowChange, TableSpec
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+Lookup = Callable[[str, Any], "Mapping[str, Any] | None"]
+
+
+class Source(Protocol):
+    """What the engine needs from a subscription (see `replica.sources`)."""
+
+    key: str  # stable identity, used to find the stored position
+    kind: str  # tag, run, batch, electric
+    label: str  # for humans: "tag user:1234"
+    shape: ShapeDefinition
+    table_name: str  # the local table it fills
+
+    def table(self, schema: Mapping[str, Mapping[str, Any]] | None) -> TableSpec:
+        """The local table this shape fills, given the wire schema (if known yet)."""
+        ...
+
+    async def rows(
+        self, changes: Sequence[ChangeMessage], table: TableSpec, lookup: Lookup
+    ) -> list[RowChange]:
+        """Wire changes as local row changes."""
+        ...
+
+
+@dataclass
+class ShapeProgress:
+    """What the engine knows about one subscription while it runs (for feedback)."""
+
+    label: str
+    state: str = "initial"
+    received: int = 0  # change messages received since start
+    rows: int = 0
+    started: float = field(default_factory=time.monotonic)
+    error: str | None = None
+    done: bool = False
+
+
+class Engine:
+    """Runs subscriptions against one store until they are up to date (`once`) or stopped.
+
+    `store` must be a writer `Store`; the engine only touches it from its writer thread.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        client: httpx.AsyncClient,
+        *,
+        once: bool = False,
+        options: StreamOptions | None = None,
+        retry: Backoff | None = None,
+    ) -> None:
+        self.store = store
+        self.client = client
+        self.once = once
+        base = options or StreamOptions()
+        self.options = StreamOptions(**{**base.__dict__, "live": not once})
+        self.retry = retry or Backoff(initial=1.0, maximum=60.0)
+        self.progress: dict[str, ShapeProgress] = {}
+        self.failed: dict[str, ReplicaError] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica-writer")
+        self._stopping = asyncio.Event()
+
+    # -- running ----------------------------------------------------------------------
+
+    async def run(self, sources: Iterable[Source]) -> bool:
+        """Follow every source; return True if none failed. Returns when all are up to date
+        (`once`), or when `stop()` is called."""
+        for source in sources:
+            self.add(source)
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            while self._tasks and not self._stopping.is_set():
+                done, _ = await asyncio.wait(
+                    [*self._tasks.values(), stopping], return_when=asyncio.FIRST_COMPLETED
+                )
+                for key, task in list(self._tasks.items()):
+                    if task in done:
+                        del self._tasks[key]
+                        if not task.cancelled() and task.exception() is not None:
+                            raise task.exception()  # type: ignore[misc]
+        finally:
+            stopping.cancel()
+            await self.close()
+        return not self.failed
+
+    def add(self, source: Source) -> None:
+        """Start following a source (ignored if one with the same key runs already)."""
+        if source.key in self._tasks:
+            return
+        self.progress[source.key] = ShapeProgress(source.label)
+        task = asyncio.create_task(self._follow(source), name=f"replica:{source.label}")
+        self._tasks[source.key] = task
+
+    async def remove(self, key: str) -> None:
+        """Stop following a shape and let go of its rows."""
+        task = self._tasks.pop(key, None)
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        shape = await self._write(self.store.shape, key)
+        if shape is not None:
+            await self._write(self.store.remove_shape, shape.id)
+        self.progress.pop(key, None)
+
+    def stop(self) -> None:
+        """Ask `run` to end: tasks are cancelled, the current write completes."""
+        self._stopping.set()
+
+    async def close(self) -> None:
+        tasks = list(self._tasks.values())
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        # Whatever the writer thread is doing commits or rolls back before we return.
+        await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown, True)
+
+    # -- one subscription -------------------------------------------------------------
+
+    async def _follow(self, source: Source) -> None:
+        progress = self.progress[source.key]
+        timer = BackoffTimer(self.retry)
+        # Trigger.dev feeds fill `runs`; a plain Electric shape's table is made (or grown)
+        # from the schema of its first reply, or is already known from an earlier run.
+        target = source.table_name
+        table: TableSpec | None = self.store.tables.get(target)
+        record = await self._write(
+            self.store.register_shape,
+            source.key,
+            kind=source.kind,
+            target=target,
+            definition={"label": source.label, "url": source.shape.key},
+        )
+        shape_id = record.id
+        while True:
+            record = await self._write(self.store.shape, source.key)
+            assert record is not None
+            position = Position.from_dict(record.position) if record.position else Position()
+            stream = ShapeStream(
+                source.shape,
+                self.client,
+                position=position,
+                options=self.options,
+                on_event=lambda event, s=source: self._on_event(s, shape_id, event),
+            )
+            try:
+                async for page in stream.pages():
+                    table = await self._table_for(source, page.position.schema, table)
+                    if table is None:
+                        raise MalformedResponseError(
+                            f"{source.label}: no schema received for table {target!r}"
+                        )
+                    progress.received += len(page.changes)
+                    changes = await source.rows(page.changes, table, self.store.row)
+                    result = await self._write(
+                        self.store.apply,
+                        shape_id,
+                        changes,
+                        position=page.position.to_dict(),
+                        up_to_date=page.up_to_date,
+                        reset=page.reset,
+                    )
+                    progress.rows = result.rows
+                    state = "live" if page.up_to_date else "refetching" if page.reset else None
+                    if state and state != progress.state:
+                        progress.state, progress.error = state, None
+                        await self._write(self.store.set_status, shape_id, state)
+                    if page.up_to_date:
+                        timer.reset()
+                        if self.once:
+                            break
+            except (MalformedResponseError, ApplyError, ProtocolError) as exc:
+                if isinstance(exc, UpstreamError):
+                    await self._fail(source, shape_id, exc)
+                    return
+                # Bad data or an unusable reply: nothing of the batch was written. Retry
+                # from the last committed position after a pause.
+                delay = timer.next_delay()
+                await self._backing_off(source, shape_id, exc, delay)
+                await asyncio.sleep(delay)
+                continue
+            progress.done = True
+            return
+
+    async def _table_for(
+        self, source: Source, schema: Mapping[str, Any] | None, current: TableSpec | None
+    ) -> TableSpec | None:
+        if source.kind != "electric":
+            return current
+        if schema is None:
+            return current
+        wanted = source.table(schema)
+        if current is not None and set(wanted.column_names) <= set(current.column_names):
+            return current
+        return await self._write(self.store.ensure_table, wanted)
+
+    async def _on_event_async(self, source: Source, shape_id: int, event: StreamEvent) -> None:
+        progress = self.progress.get(source.key)
+        if event.kind == "retry" and event.delay is not None:
+            message = event.message
+            if event.status == 429:
+                message = f"subscription limit reached, retrying in {event.delay:.0f} s"
+                log.warning("%s: %s", source.label, message)
+            retry_at = _iso_in(event.delay)
+            if progress is not None:
+                progress.state = "backing-off"
+                progress.error = message
+            await self._write(
+                self.store.set_status,
+                shape_id,
+                "backing-off",
+                error=message,
+                next_retry_at=retry_at,
+            )
+        elif event.kind == "must-refetch" and progress is not None:
+            progress.state = "refetching"
+            await self._write(self.store.set_status, shape_id, "refetching", error=None)
+
+    def _on_event(self, source: Source, shape_id: int, event: StreamEvent) -> None:
+        task = asyncio.get_running_loop().create_task(self._on_event_async(source, shape_id, event))
+        task.add_done_callback(_log_task_error)
+
+    async def _backing_off(
+        self, source: Source, shape_id: int, exc: ReplicaError, delay: float
+    ) -> None:
+        log.warning("%s: %s; retrying in %.1f s", source.label, exc, delay)
+        progress = self.progress[source.key]
+        progress.state, progress.error = "backing-off", str(exc)
+        await self._write(
+            self.store.set_status,
+            shape_id,
+            "backing-off",
+            error=str(exc),
+            next_retry_at=_iso_in(delay),
+        )
+
+    async def _fail(self, source: Source, shape_id: int, exc: ReplicaError) -> None:
+        log.error("%s: %s", source.label, exc)
+        progress = self.progress[source.key]
+        progress.state, progress.error = "failed", str(exc)
+        self.failed[source.key] = exc
+        await self._write(self.store.set_status, shape_id, "failed", error=str(exc))
+
+    async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a store call in the single writer thread."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+
+
+def _iso_in(seconds: float) -> str:
+    t = time.time() + seconds
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def _log_task_error(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("status update failed: %s", task.exception())
+
+
+__all__ = ["Engine", "ShapeProgress", "Source", "now_iso"]

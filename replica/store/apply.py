@@ -1,0 +1,192 @@
+"""Applying row changes to local tables inside the caller's transaction.
+
+Runs of inserts go through a TEMP staging table and one set-based upsert (a snapshot is
+mostly inserts); updates and deletes go row by row with prepared statements. Membership
+records which shapes hold which rows; the change log is written by triggers (see sql.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Iterable, Sequence
+from itertools import groupby
+from typing import Any
+
+from replica.store import sql
+from replica.tables import RowChange, TableSpec
+
+log = logging.getLogger(__name__)
+
+#: Runs of at least this many inserts use the staging table instead of one statement each.
+BULK_THRESHOLD = 16
+
+
+class TableWriter:
+    """Writes `RowChange`s for one table on one connection (the caller owns transactions)."""
+
+    def __init__(self, conn: sqlite3.Connection, spec: TableSpec) -> None:
+        self.conn = conn
+        self.spec = spec
+        self.table = sql.ident(spec.name)
+        self.key = sql.ident(spec.key_column)
+        self.required = frozenset(c.name for c in spec.columns if c.not_null and c.default is None)
+        self._stage_ready = False
+
+    def apply(self, shape_id: int, generation: int, changes: Sequence[RowChange]) -> int:
+        """Apply changes in order for `shape_id`; return how many memberships came or went."""
+        moved = 0
+        for (op, columns), group in groupby(changes, key=_group_key):
+            batch = list(group)
+            if op == "insert" and len(batch) >= BULK_THRESHOLD:
+                moved += self._bulk_insert(shape_id, generation, columns, batch)
+                continue
+            for change in batch:
+                if change.op == "insert":
+                    moved += self._insert(shape_id, generation, change)
+                elif change.op == "update":
+                    moved += self._update(shape_id, generation, change)
+                else:
+                    moved += self._delete(shape_id, change)
+        return moved
+
+    # -- inserts ----------------------------------------------------------------------
+
+    def _insert(self, shape_id: int, generation: int, change: RowChange) -> int:
+        values = self._full(change)
+        columns = list(values)
+        self.conn.execute(sql.upsert(self.spec, columns, from_stage=False), list(values.values()))
+        return self._hold(shape_id, generation, change.key)
+
+    def _bulk_insert(
+        self, shape_id: int, generation: int, columns: tuple[str, ...], batch: list[RowChange]
+    ) -> int:
+        spec = self.spec
+        if not self._stage_ready:
+            self.conn.execute(sql.create_stage_table(spec))
+            self._stage_ready = True
+        stage = f"temp.{sql.ident(sql.stage_table_name(spec))}"
+        self.conn.execute(f"DELETE FROM {stage}")
+        names = [spec.key_column, *(c for c in columns if c != spec.key_column)]
+        self.conn.executemany(
+            sql.stage_insert(spec, names),
+            ([c.key, *(c.values.get(n) for n in names[1:])] for c in batch),
+        )
+        self.conn.execute(sql.upsert(spec, names, from_stage=True))
+        before = self.conn.total_changes
+        self.conn.execute(
+            "INSERT INTO _replica_members (shape_id, tbl, key, generation) "
+            f"SELECT ?, ?, {self.key}, ? FROM {stage} WHERE true "
+            "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
+            "WHERE generation IS NOT excluded.generation",
+            (shape_id, spec.name, generation),
+        )
+        self.conn.execute(f"DELETE FROM {stage}")
+        return self.conn.total_changes - before
+
+    def _full(self, change: RowChange) -> dict[str, Any]:
+        values = {self.spec.key_column: change.key}
+        values.update(change.values)
+        values[self.spec.key_column] = change.key
+        return values
+
+    # -- updates ----------------------------------------------------------------------
+
+    def _update(self, shape_id: int, generation: int, change: RowChange) -> int:
+        values = {k: v for k, v in change.values.items() if k != self.spec.key_column}
+        if values:
+            columns = list(values)
+            params = [*values.values(), change.key, *values.values()]
+            cursor = self.conn.execute(sql.update(self.spec, columns), params)
+            if cursor.rowcount:
+                return self._hold(shape_id, generation, change.key)
+        if self._exists(change.key):
+            return self._hold(shape_id, generation, change.key)
+        # An update for a row we do not have (a changes-only log, or replayed history):
+        # keep it only if it carries a whole row.
+        if self.required <= set(values) | {self.spec.key_column}:
+            return self._insert(shape_id, generation, change)
+        log.debug("%s: update for unknown key %r ignored", self.spec.name, change.key)
+        return 0
+
+    def _exists(self, key: Any) -> bool:
+        row = self.conn.execute(
+            f"SELECT 1 FROM {self.table} WHERE {self.key} = ?", (key,)
+        ).fetchone()
+        return row is not None
+
+    # -- membership and deletes -----------------------------------------------------------
+
+    def _hold(self, shape_id: int, generation: int, key: Any) -> int:
+        cursor = self.conn.execute(
+            "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
+            "WHERE generation IS NOT excluded.generation",
+            (shape_id, self.spec.name, key, generation),
+        )
+        return cursor.rowcount
+
+    def _delete(self, shape_id: int, change: RowChange) -> int:
+        cursor = self.conn.execute(
+            "DELETE FROM _replica_members WHERE shape_id = ? AND tbl = ? AND key = ?",
+            (shape_id, self.spec.name, change.key),
+        )
+        self.release([change.key], detached_at=None)
+        return cursor.rowcount
+
+    def release(self, keys: Iterable[Any] | None, *, detached_at: str | None) -> None:
+        """Detach or delete rows no shape holds any more (`keys`, or the staged `_gone`)."""
+        spec = self.spec
+        orphan = (
+            "NOT EXISTS (SELECT 1 FROM _replica_members AS m "
+            f"WHERE m.tbl = {sql.literal(spec.name)} AND m.key = {self.table}.{self.key})"
+        )
+        if keys is None:
+            where = f"{self.key} IN (SELECT key FROM temp._replica_gone) AND {orphan}"
+            params: list[Any] = []
+        else:
+            keys = list(keys)
+            where = f"{self.key} IN ({', '.join('?' for _ in keys)}) AND {orphan}"
+            params = keys
+        if spec.keep_detached:
+            stamp = detached_at or _now(self.conn)
+            self.conn.execute(
+                f'UPDATE {self.table} SET "detached_at" = ? '
+                f'WHERE "detached_at" IS NULL AND {where}',
+                [stamp, *params],
+            )
+        else:
+            self.conn.execute(f"DELETE FROM {self.table} WHERE {where}", params)
+
+    def sweep(self, shape_id: int, generation: int) -> int:
+        """After a snapshot: let go of rows this shape held before but not in it."""
+        conn = self.conn
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS _replica_gone (key)")
+        conn.execute("DELETE FROM temp._replica_gone")
+        conn.execute(
+            "INSERT INTO temp._replica_gone SELECT key FROM _replica_members "
+            "WHERE shape_id = ? AND tbl = ? AND generation < ?",
+            (shape_id, self.spec.name, generation),
+        )
+        gone = conn.execute("SELECT count(*) FROM temp._replica_gone").fetchone()[0]
+        if gone:
+            conn.execute(
+                "DELETE FROM _replica_members WHERE shape_id = ? AND tbl = ? AND generation < ?",
+                (shape_id, self.spec.name, generation),
+            )
+            self.release(None, detached_at=None)
+        conn.execute("DELETE FROM temp._replica_gone")
+        return gone
+
+
+def _group_key(change: RowChange) -> tuple[str, tuple[str, ...]]:
+    if change.op == "insert":
+        return ("insert", tuple(change.values))
+    return (change.op, ())
+
+
+def _now(conn: sqlite3.Connection) -> str:
+    row = conn.execute("SELECT committed_at FROM temp._replica_context").fetchone()
+    if row is not None and row[0]:
+        return row[0]
+    return conn.execute("SELECT strftime('%Y-%m-%dT%H:%M:%fZ', 'now')").fetchone()[0]

@@ -1,0 +1,176 @@
+"""Opening a replica database: file mode, pragmas, migrations, and the one-writer lock."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import time
+from importlib import resources
+from pathlib import Path
+
+from replica.errors import DatabaseError, DatabaseLockedError
+
+log = logging.getLogger(__name__)
+
+#: How long a connection waits for a lock held by another before failing.
+BUSY_TIMEOUT_MS = 10_000
+
+_MIGRATION_TABLE = "_replica_migrations"
+
+
+def now_iso() -> str:
+    """The current UTC time as `YYYY-MM-DDTHH:MM:SS.sssZ`."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
+
+
+def _schema_dir() -> Path:
+    # Next to the package in a source checkout; inside it (replica/_schema) when installed.
+    here = Path(__file__).resolve().parent.parent
+    checkout = here.parent / "schema"
+    if checkout.is_dir():
+        return checkout
+    return Path(str(resources.files("replica") / "_schema"))
+
+
+def migrations() -> list[tuple[int, str, str]]:
+    """(version, name, sql) of every migration file `schema/NNN_name.sql`, in order."""
+    found = []
+    for path in sorted(_schema_dir().glob("[0-9][0-9][0-9]_*.sql")):
+        found.append((int(path.name[:3]), path.stem[4:], path.read_text()))
+    return found
+
+
+def create_private_file(path: Path) -> None:
+    """Create an empty database file readable by its owner only (tokens never go in it,
+    but run payloads may be private)."""
+    if path.exists():
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
+def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection in autocommit mode (transactions are explicit) with replica's pragmas."""
+    path = Path(path)
+    try:
+        if readonly:
+            if not path.exists():
+                raise DatabaseError(f"database {path} does not exist")
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+            )
+        else:
+            create_private_file(path)
+            conn = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, cached_statements=512
+            )
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if not readonly:
+            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if mode.lower() != "wal":
+                log.warning("%s: could not switch to WAL mode (got %s)", path, mode)
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA temp_store = MEMORY")
+            conn.execute("PRAGMA journal_size_limit = 67108864")
+        conn.execute("PRAGMA foreign_keys = OFF")
+    except sqlite3.Error as exc:
+        raise DatabaseError(f"cannot open database {path}: {exc}") from exc
+    return conn
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own transaction; return the schema version."""
+    conn.execute(
+        f"CREATE TABLE IF NOT EXISTS {_MIGRATION_TABLE} "
+        "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    )
+    done = {row[0] for row in conn.execute(f"SELECT version FROM {_MIGRATION_TABLE}")}
+    version = max(done, default=0)
+    for number, name, sql in migrations():
+        if number in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            # Re-check under the write lock: another process may have just migrated.
+            if conn.execute(
+                f"SELECT 1 FROM {_MIGRATION_TABLE} WHERE version = ?", (number,)
+            ).fetchone():
+                conn.execute("ROLLBACK")
+                continue
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute(
+                f"INSERT INTO {_MIGRATION_TABLE} (version, name, applied_at) VALUES (?, ?, ?)",
+                (number, name, now_iso()),
+            )
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            conn.execute("ROLLBACK")
+            raise DatabaseError(f"migration {number:03d}_{name} failed: {exc}") from exc
+        log.info("applied schema migration %03d_%s", number, name)
+        version = number
+    return version
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The version of the newest applied migration (0 for a database replica never opened)."""
+    try:
+        row = conn.execute(f"SELECT max(version) FROM {_MIGRATION_TABLE}").fetchone()
+    except sqlite3.OperationalError:
+        return 0
+    return row[0] or 0
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a migration into statements (trigger bodies contain semicolons)."""
+    statements, buffer = [], ""
+    for line in sql.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip():
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip() and not buffer.strip().startswith("--"):
+        statements.append(buffer.strip())
+    return statements
+
+
+class WriterLock:
+    """An exclusive advisory lock on `<db>.lock`: one writer per database file.
+
+    Released by the OS when the process dies, so a killed writer never blocks the next.
+    """
+
+    def __init__(self, db_path: str | Path) -> None:
+        self.path = Path(f"{db_path}.lock")
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows
+            log.warning("no file locking on this platform; run one writer per database")
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise DatabaseLockedError(
+                f"another replica process (pid {holder}) is already writing to "
+                f"{str(self.path)[: -len('.lock')]}",
+                hint="stop it first, or sync into another file with --db",
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing drops the flock
+            self._fd = None
