@@ -10,6 +10,7 @@ with DevServer(long_poll_timeout=0.5) as server:        # free port on 127.0.0.1
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import logging
@@ -30,6 +31,16 @@ from replica.devserver.faults import FaultRule, make_rule, parse_fault_spec
 from replica.devserver.tables import Row, Table, Transaction, TransactionBuilder
 
 log = logging.getLogger(__name__)
+
+
+#: Background stops still running; joined at exit so temporary files are removed.
+_PENDING_STOPS: list[threading.Thread] = []
+
+
+@atexit.register
+def _join_pending_stops() -> None:
+    for stopper in _PENDING_STOPS:
+        stopper.join(timeout=5)
 
 
 class _Server(uvicorn.Server):
@@ -134,15 +145,30 @@ class DevServer:
         log.info("dev-server listening on %s", self.url)
         return self
 
-    def stop(self) -> None:
-        """Stop serving (long-polls are answered at once) and remove temporary files."""
-        if self._server is not None and self._thread is not None:
+    def stop(self, *, wait: bool = True) -> None:
+        """Stop serving (long-polls are answered at once) and remove temporary files.
+
+        uvicorn takes ~0.2 s to shut down; with `wait=False` that happens on a background
+        thread (the port and files are released shortly after), which test fixtures use.
+        """
+        server, thread = self._server, self._thread
+        self._server = self._thread = None
+        if server is not None and thread is not None:
             self.emulator.closing = True
             self.emulator.registry.wake_all()
-            self._server.should_exit = True
-            self._thread.join(timeout=10)
-            self._server = None
-            self._thread = None
+            server.should_exit = True
+        if wait or thread is None:
+            self._finish(thread)
+        else:
+            stopper = threading.Thread(
+                target=self._finish, args=(thread,), name="replica-devserver-stop", daemon=True
+            )
+            stopper.start()
+            _PENDING_STOPS.append(stopper)
+
+    def _finish(self, thread: threading.Thread | None) -> None:
+        if thread is not None:
+            thread.join(timeout=10)
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.close()

@@ -51,8 +51,12 @@ def serve() -> Iterator[list[subprocess.Popen[str]]]:
     yield procs
     for proc in procs:
         if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+            proc.terminate()  # a clean stop removes the server's temporary files
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
 
 
 def start(procs: list[subprocess.Popen[str]], *args: str) -> tuple[subprocess.Popen[str], str]:
