@@ -363,7 +363,7 @@ class Store:
         except BaseException as exc:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.IntegrityError):
+            if isinstance(exc, sqlite3.IntegrityError) or "malformed JSON" in str(exc):
                 raise ApplyError(f"a change was refused by the local schema: {exc}") from exc
             if isinstance(exc, sqlite3.Error):
                 raise DatabaseError(f"writing {self.path} failed: {exc}") from exc
