@@ -134,7 +134,7 @@ def _change(
     if type(key) is not str:
         raise MalformedResponseError(f"message {index}: key must be a string")
     operation = headers.get("operation")
-    if operation not in OPERATIONS:
+    if type(operation) is not str or operation not in OPERATIONS:
         raise MalformedResponseError(
             f"message {index} (key {key[:80]!r}): unknown operation {operation!r}"
         )

@@ -168,9 +168,12 @@ class ShapeDefinition:
 
     @property
     def key(self) -> str:
-        """A stable identity: the URL with the shape's sorted parameters, never protocol state."""
+        """A stable identity: the URL with the shape's sorted parameters, never protocol
+        state, and never a secret (it is stored and shown)."""
         scheme, netloc, path, _, _ = urlsplit(self.url)
-        query = "&".join(f"{k}={v}" for k, v in self.query_params().items())
+        query = "&".join(
+            f"{k}={'***' if k in SECRET_PARAMS else v}" for k, v in self.query_params().items()
+        )
         return urlunsplit((scheme, netloc, path, query, ""))
 
     @property
