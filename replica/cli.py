@@ -12,7 +12,10 @@ import traceback
 
 import click
 
+from replica import logs
 from replica._version import __version__
+from replica.commands.inspect import query, status
+from replica.commands.sync import sync
 from replica.devserver.command import dev_server
 from replica.errors import ReplicaError
 
@@ -52,15 +55,17 @@ class _Group(click.Group):
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, "--version", prog_name="replica")
 @click.option("--debug", is_flag=True, help="Verbose logs and tracebacks on errors.")
-def cli(debug: bool) -> None:
+@click.option("--json-logs", is_flag=True, help="Write logs as JSON lines.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool, json_logs: bool) -> None:
     """Keep a live local SQLite replica of Trigger.dev runs and ElectricSQL shapes."""
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    ctx.obj = {"debug": debug, "json_logs": json_logs}
+    logs.configure(debug=debug, json_lines=json_logs)
 
 
+cli.add_command(sync)
+cli.add_command(status)
+cli.add_command(query)
 cli.add_command(dev_server)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -30,7 +31,8 @@ from replica.protocol import Position, ShapeDefinition, ShapeStream, StreamEvent
 from replica.protocol.backoff import Backoff, BackoffTimer
 from replica.protocol.messages import ChangeMessage
 from replica.store import Store
-from replica.store.database import now_iso
+from replica.store.database import connect, now_iso
+from replica.store.sql import ident
 from replica.tables import RowChange, TableSpec
 
 log = logging.getLogger(__name__)
@@ -99,6 +101,7 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica-writer")
         self._stopping = asyncio.Event()
+        self._reader: sqlite3.Connection | None = None
 
     # -- running ----------------------------------------------------------------------
 
@@ -155,6 +158,9 @@ class Engine:
         await asyncio.gather(*tasks, return_exceptions=True)
         # Whatever the writer thread is doing commits or rolls back before we return.
         await asyncio.get_running_loop().run_in_executor(None, self._writer.shutdown, True)
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
 
     # -- one subscription -------------------------------------------------------------
 
@@ -192,7 +198,7 @@ class Engine:
                             f"{source.label}: no schema received for table {target!r}"
                         )
                     progress.received += len(page.changes)
-                    changes = await source.rows(page.changes, table, self.store.row)
+                    changes = await source.rows(page.changes, table, self._lookup)
                     result = await self._write(
                         self.store.apply,
                         shape_id,
@@ -281,6 +287,17 @@ class Engine:
         progress.state, progress.error = "failed", str(exc)
         self.failed[source.key] = exc
         await self._write(self.store.set_status, shape_id, "failed", error=str(exc))
+
+    def _lookup(self, table: str, key: Any) -> Mapping[str, Any] | None:
+        """A committed row, read on the event loop's own connection (never the writer's)."""
+        if self._reader is None:
+            self._reader = connect(self.store.path, readonly=True)
+            self._reader.row_factory = sqlite3.Row
+        spec = self.store.tables[table]
+        row = self._reader.execute(
+            f"SELECT * FROM {ident(table)} WHERE {ident(spec.key_column)} = ?", (key,)
+        ).fetchone()
+        return dict(row) if row is not None else None
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a store call in the single writer thread."""

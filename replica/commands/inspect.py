@@ -1,0 +1,136 @@
+"""`replica status` and `replica query`: reading a replica, never writing it."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import click
+
+from replica.commands.common import (
+    db_option,
+    logging_options,
+    render_csv,
+    render_json,
+    render_table,
+)
+from replica.errors import DatabaseError, ReplicaError
+from replica.store.database import connect, schema_version
+
+STATUS_COLUMNS = (
+    "id",
+    "kind",
+    "shape",
+    "state",
+    "rows",
+    "handle",
+    "offset",
+    "last_up_to_date",
+    "last_error",
+    "next_retry_at",
+)
+
+
+class QueryRefusedError(ReplicaError):
+    """A query tried to change the database or reach outside it."""
+
+    hint = "replica query is read-only; query the replica, do not change it"
+
+
+def open_readonly(db_path: str) -> sqlite3.Connection:
+    """A read-only connection to an existing replica database."""
+    path = Path(db_path)
+    if not path.exists():
+        raise DatabaseError(
+            f"database {path} does not exist", hint="run replica sync first, or pass --db"
+        )
+    conn = connect(path, readonly=True)
+    conn.execute("PRAGMA query_only = 1")
+    conn.set_authorizer(_authorize)
+    return conn
+
+
+_DENIED = {
+    sqlite3.SQLITE_ATTACH: "attach another database",
+    sqlite3.SQLITE_DETACH: "detach a database",
+}
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+    if action in _DENIED:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+        return sqlite3.SQLITE_DENY  # setting a pragma; reading one is fine
+    return sqlite3.SQLITE_OK
+
+
+@click.command()
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@logging_options
+def status(db_path: str, as_json: bool) -> None:
+    """Show every subscribed shape: state, rows held, position, last error."""
+    conn = open_readonly(db_path)
+    if schema_version(conn) == 0:
+        raise DatabaseError(f"{db_path} is not a replica database")
+    rows = conn.execute(
+        "SELECT id, kind, json_extract(definition, '$.label'), state, rows, handle, \"offset\", "
+        "last_up_to_date, last_error, next_retry_at FROM _replica_shapes ORDER BY id"
+    ).fetchall()
+    if as_json:
+        click.echo(render_json(STATUS_COLUMNS, rows))
+    elif not rows:
+        click.echo(f"no shapes in {db_path} yet; start one with: replica sync --tag TAG")
+    else:
+        click.echo(render_table(STATUS_COLUMNS, rows))
+
+
+@click.command()
+@click.argument("sql")
+@db_option
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with a header line.")
+@logging_options
+def query(sql: str, db_path: str, as_json: bool, as_csv: bool) -> None:
+    """Run a read-only SQL query against the replica and print the result.
+
+    \b
+    Example:
+      replica query "select status, count(*) from runs group by status"
+    """
+    if as_json and as_csv:
+        raise click.UsageError("choose one of --json and --csv")
+    conn = open_readonly(db_path)
+    try:
+        cursor = conn.execute(sql)
+        rows = cursor.fetchall()
+    except sqlite3.DatabaseError as exc:
+        text = str(exc)
+        if "not authorized" in text or "readonly" in text or "query_only" in text:
+            raise QueryRefusedError(f"query refused: {text}") from None
+        raise DatabaseError(f"query failed: {text}", hint="check the SQL") from None
+    except sqlite3.Warning as exc:
+        raise DatabaseError(f"query failed: {exc}", hint="run one statement at a time") from None
+    columns = [d[0] for d in cursor.description or ()]
+    if not columns:
+        return
+    if as_json:
+        click.echo(render_json(columns, [[_jsonable(v) for v in row] for row in rows]))
+    elif as_csv:
+        click.echo(render_csv(columns, rows))
+    else:
+        click.echo(render_table(columns, rows))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    return value
+
+
+__all__ = ["query", "status"]
+_ = json

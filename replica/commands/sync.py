@@ -1,0 +1,228 @@
+"""`replica sync`: follow Trigger.dev run feeds and Electric shapes into the replica."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+import httpx
+
+from replica import logs
+from replica.commands.common import db_option, logging_options
+from replica.commands.progress import Progress
+from replica.engine import Engine, Source
+from replica.errors import ReplicaError
+from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
+from replica.sources.subscriptions import electric_source, trigger_sources
+from replica.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class SyncFailedError(ReplicaError):
+    """Some subscriptions could not be synced (their errors are logged and in status)."""
+
+    hint = "see the errors above or run replica status"
+
+
+@click.command()
+@db_option
+@click.option(
+    "--tag",
+    "tags",
+    multiple=True,
+    metavar="TAG[,TAG...]",
+    help="Follow runs with this tag; 'a,b' means runs with both. Repeatable: one "
+    "subscription per option.",
+)
+@click.option("--run", "runs", multiple=True, metavar="RUN_ID", help="Follow one run. Repeatable.")
+@click.option(
+    "--batch",
+    "batches",
+    multiple=True,
+    metavar="BATCH_ID",
+    help="Follow the runs of a batch. Repeatable.",
+)
+@click.option(
+    "--created-at",
+    metavar="DURATION",
+    help="Window of tag feeds, e.g. 1h, 2d (server default and cap: 24h).",
+)
+@click.option(
+    "--skip-column",
+    "skip_columns",
+    multiple=True,
+    metavar="COLUMN",
+    help="A TaskRun column the server should not send (e.g. payload). Repeatable.",
+)
+@click.option(
+    "--api-url",
+    default=default_api_url,
+    show_default="TRIGGER_API_URL or https://api.trigger.dev",
+    help="Trigger.dev API URL.",
+)
+@click.option(
+    "--token-file",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Read the token from this file instead of TRIGGER_SECRET_KEY / TRIGGER_ACCESS_TOKEN.",
+)
+@click.option(
+    "--branch",
+    default=default_branch,
+    show_default="TRIGGER_PREVIEW_BRANCH",
+    help="Preview branch (sent as x-trigger-branch).",
+)
+@click.option(
+    "--electric",
+    "electric_url",
+    metavar="URL",
+    help="Follow a plain Electric shape from this server (needs --table).",
+)
+@click.option("--table", help="Table of the --electric shape; synced into a table of that name.")
+@click.option("--where", help="Postgres WHERE clause of the --electric shape ($1.. for --param).")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="VALUE",
+    help="Value of $1, $2, ... in --where, in order. Repeatable.",
+)
+@click.option("--columns", metavar="A,B", help="Columns of the --electric shape.")
+@click.option(
+    "--replica",
+    "replica_mode",
+    type=click.Choice(["default", "full"]),
+    help="Electric replica mode of the --electric shape.",
+)
+@click.option(
+    "--once",
+    is_flag=True,
+    help="Exit (status 0) once every shape is up to date, instead of following.",
+)
+@click.option("--insecure", is_flag=True, help="Do not verify TLS certificates.")
+@logging_options
+def sync(
+    db_path: str,
+    tags: Sequence[str],
+    runs: Sequence[str],
+    batches: Sequence[str],
+    created_at: str | None,
+    skip_columns: Sequence[str],
+    api_url: str,
+    token_file: str | None,
+    branch: str | None,
+    electric_url: str | None,
+    table: str | None,
+    where: str | None,
+    params: Sequence[str],
+    columns: str | None,
+    replica_mode: str | None,
+    once: bool,
+    insecure: bool,
+) -> None:
+    """Keep the replica in step with run feeds and shapes (until Ctrl-C, or --once).
+
+    \b
+    Examples:
+      replica sync --tag user:1234
+      replica sync --run run_abc --once
+      replica sync --electric http://localhost:3000 --table items --where "id > $1" --param 10
+
+    The Trigger.dev token comes from TRIGGER_SECRET_KEY or TRIGGER_ACCESS_TOKEN (or
+    --token-file), never from the command line.
+    """
+    sources: list[Source] = []
+    try:
+        if electric_url or table or where or params or columns or replica_mode:
+            if not electric_url or not table:
+                raise click.UsageError("--electric and --table go together")
+            secret = electric_secret()
+            logs.redactor.add(secret)
+            sources.append(
+                electric_source(
+                    electric_url,
+                    table,
+                    where=where,
+                    params=params,
+                    columns=[c.strip() for c in columns.split(",")] if columns else None,
+                    replica=replica_mode,
+                    secret=secret,
+                )
+            )
+        trigger_wanted = bool(tags or runs or batches)
+        if (created_at or skip_columns) and not trigger_wanted:
+            raise click.UsageError("--created-at and --skip-column apply to --tag/--run/--batch")
+        token = trigger_token(token_file) if trigger_wanted else None
+    except ReplicaError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not sources and not trigger_wanted:
+        raise click.UsageError("nothing to sync: give --tag, --run, --batch or --electric")
+    logs.redactor.add(token)
+    ok = asyncio.run(
+        _run(
+            db_path,
+            sources,
+            token=token,
+            trigger=dict(
+                api_url=api_url,
+                branch=branch,
+                tags=tags,
+                runs=runs,
+                batches=batches,
+                created_at=created_at,
+                skip_columns=skip_columns,
+            ),
+            once=once,
+            verify=not insecure,
+        )
+    )
+    if not ok:
+        raise SyncFailedError("some subscriptions failed")
+
+
+async def _run(
+    db_path: str,
+    sources: list[Source],
+    *,
+    token: str | None,
+    trigger: dict[str, Any],
+    once: bool,
+    verify: bool,
+) -> bool:
+    timeout = httpx.Timeout(60.0, connect=10.0)
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
+    async with httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits) as client:
+        if token is not None:
+            try:
+                sources.extend(trigger_sources(client, token=token, **trigger))
+            except ReplicaError as exc:
+                raise click.UsageError(str(exc)) from None
+        with Store(db_path) as store:
+            engine = Engine(store, client, once=once)
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, _stopper(engine, sig))
+            progress = Progress(engine, live_line=sys.stderr.isatty())
+            reporter = asyncio.create_task(progress.run())
+            try:
+                ok = await engine.run(sources)
+            finally:
+                reporter.cancel()
+                progress.finish()
+                for sig in (signal.SIGINT, signal.SIGTERM):
+                    loop.remove_signal_handler(sig)
+    return ok
+
+
+def _stopper(engine: Engine, sig: signal.Signals) -> Any:
+    def stop() -> None:
+        log.info("%s received: finishing the current write and stopping", sig.name)
+        engine.stop()
+
+    return stop
