@@ -101,21 +101,29 @@ class Engine:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replica-writer")
         self._stopping = asyncio.Event()
+        self._added = asyncio.Event()
         self._reader: sqlite3.Connection | None = None
 
     # -- running ----------------------------------------------------------------------
 
-    async def run(self, sources: Iterable[Source]) -> bool:
-        """Follow every source; return True if none failed. Returns when all are up to date
-        (`once`), or when `stop()` is called."""
+    async def run(self, sources: Iterable[Source], *, until_stopped: bool = False) -> bool:
+        """Follow every source; return True if none failed.
+
+        Returns when every subscription has ended (all up to date with `once`, or failed),
+        or when `stop()` is called; with `until_stopped`, only `stop()` ends it (sources may
+        come and go with `add`/`remove`).
+        """
         for source in sources:
             self.add(source)
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            while self._tasks and not self._stopping.is_set():
+            while (self._tasks or until_stopped) and not self._stopping.is_set():
+                added = asyncio.ensure_future(self._added.wait())
                 done, _ = await asyncio.wait(
-                    [*self._tasks.values(), stopping], return_when=asyncio.FIRST_COMPLETED
+                    [*self._tasks.values(), stopping, added], return_when=asyncio.FIRST_COMPLETED
                 )
+                added.cancel()
+                self._added.clear()
                 for key, task in list(self._tasks.items()):
                     if task in done:
                         del self._tasks[key]
@@ -133,6 +141,7 @@ class Engine:
         self.progress[source.key] = ShapeProgress(source.label)
         task = asyncio.create_task(self._follow(source), name=f"replica:{source.label}")
         self._tasks[source.key] = task
+        self._added.set()
 
     async def remove(self, key: str) -> None:
         """Stop following a shape and let go of its rows."""

@@ -7,14 +7,18 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import click
 import httpx
+from watchfiles import awatch
 
-from replica import logs
+from replica import config_file, logs
 from replica.commands.common import db_option, logging_options
 from replica.commands.progress import Progress
+from replica.config_file import DEFAULT_CONFIG
 from replica.engine import Engine, Source
 from replica.errors import ReplicaError
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
@@ -123,6 +127,7 @@ def sync(
     params: Sequence[str],
     columns: str | None,
     replica_mode: str | None,
+    config_path: str | None,
     once: bool,
     insecure: bool,
 ) -> None:
@@ -158,66 +163,163 @@ def sync(
         trigger_wanted = bool(tags or runs or batches)
         if (created_at or skip_columns) and not trigger_wanted:
             raise click.UsageError("--created-at and --skip-column apply to --tag/--run/--batch")
+        if config_path is None and Path(DEFAULT_CONFIG).is_file():
+            config_path = DEFAULT_CONFIG
+        config = config_file.load(config_path) if config_path else None
+        if config is not None and config.trigger:
+            trigger_wanted = True
         token = trigger_token(token_file) if trigger_wanted else None
     except ReplicaError as exc:
         raise click.UsageError(str(exc)) from None
-    if not sources and not trigger_wanted:
-        raise click.UsageError("nothing to sync: give --tag, --run, --batch or --electric")
-    logs.redactor.add(token)
-    ok = asyncio.run(
-        _run(
-            db_path,
-            sources,
-            token=token,
-            trigger=dict(
-                api_url=api_url,
-                branch=branch,
-                tags=tags,
-                runs=runs,
-                batches=batches,
-                created_at=created_at,
-                skip_columns=skip_columns,
-            ),
-            once=once,
-            verify=not insecure,
+    if not sources and not trigger_wanted and not (config and config.electric):
+        raise click.UsageError(
+            "nothing to sync: give --tag, --run, --batch or --electric, or a replica.toml"
         )
+    logs.redactor.add(token)
+    plan = _Plan(
+        token=token,
+        api_url=api_url,
+        branch=branch,
+        cli_trigger=dict(
+            tags=tags,
+            runs=runs,
+            batches=batches,
+            created_at=created_at,
+            skip_columns=skip_columns,
+        ),
+        cli_sources=sources,
+        config_path=Path(config_path) if config_path else None,
+        config=config,
     )
+    ok = asyncio.run(_run(db_path, plan, once=once, verify=not insecure))
     if not ok:
         raise SyncFailedError("some subscriptions failed")
 
 
-async def _run(
-    db_path: str,
-    sources: list[Source],
-    *,
-    token: str | None,
-    trigger: dict[str, Any],
-    once: bool,
-    verify: bool,
-) -> bool:
+@dataclass
+class _Plan:
+    """What to follow: the command line's subscriptions, and a config file's."""
+
+    token: str | None
+    api_url: str
+    branch: str | None
+    cli_trigger: dict[str, Any]
+    cli_sources: list[Source]
+    config_path: Path | None
+    config: config_file.Config | None
+
+    def sources(self, client: httpx.AsyncClient) -> list[Source]:
+        found = list(self.cli_sources)
+        if self.token is not None:
+            found += trigger_sources(
+                client,
+                token=self.token,
+                api_url=self.api_url,
+                branch=self.branch,
+                **self.cli_trigger,
+            )
+        return found + self.config_sources(client, self.config)
+
+    def config_sources(
+        self, client: httpx.AsyncClient, config: config_file.Config | None
+    ) -> list[Source]:
+        if config is None:
+            return []
+        found: list[Source] = []
+        for entry in config.trigger:
+            if self.token is None:
+                raise ReplicaError(
+                    "replica.toml declares Trigger.dev subscriptions but no token is set",
+                    hint="set TRIGGER_SECRET_KEY or TRIGGER_ACCESS_TOKEN",
+                )
+            found += trigger_sources(
+                client,
+                token=self.token,
+                api_url=self.api_url,
+                branch=self.branch,
+                tags=[",".join(entry.tags)] if entry.tags else (),
+                runs=[entry.run] if entry.run else (),
+                batches=[entry.batch] if entry.batch else (),
+                created_at=entry.created_at,
+                skip_columns=entry.skip_columns,
+            )
+        for item in config.electric:
+            secret = electric_secret()
+            logs.redactor.add(secret)
+            found.append(
+                electric_source(
+                    item.electric,
+                    item.table,
+                    where=item.where,
+                    params=item.params,
+                    columns=item.columns,
+                    replica=item.replica,
+                    secret=secret,
+                )
+            )
+        return found
+
+
+async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> bool:
     timeout = httpx.Timeout(60.0, connect=10.0)
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
     async with httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits) as client:
-        if token is not None:
-            try:
-                sources.extend(trigger_sources(client, token=token, **trigger))
-            except ReplicaError as exc:
-                raise click.UsageError(str(exc)) from None
+        try:
+            sources = plan.sources(client)
+        except ReplicaError as exc:
+            raise click.UsageError(str(exc)) from None
         with Store(db_path) as store:
             engine = Engine(store, client, once=once)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, _stopper(engine, sig))
             progress = Progress(engine, live_line=sys.stderr.isatty())
-            reporter = asyncio.create_task(progress.run())
+            background = [asyncio.create_task(progress.run())]
+            watching = plan.config_path is not None and not once
+            if watching:
+                background.append(asyncio.create_task(_follow_config(engine, plan, client)))
             try:
-                ok = await engine.run(sources)
+                ok = await engine.run(sources, until_stopped=watching)
             finally:
-                reporter.cancel()
+                for task in background:
+                    task.cancel()
                 progress.finish()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
     return ok
+
+
+async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient) -> None:
+    """Add and remove subscriptions as the config file changes (a bad edit is logged and
+    ignored: the running subscriptions stay)."""
+    assert plan.config_path is not None
+    path = plan.config_path.resolve()
+    current = {s.key for s in plan.config_sources(client, plan.config)}
+    async for changes in awatch(path.parent, debounce=200, step=50):
+        if not any(Path(p).name == path.name for _, p in changes):
+            continue
+        try:
+            config = config_file.load(path) if path.exists() else config_file.Config()
+            wanted = {s.key: s for s in plan.config_sources(client, config)}
+        except ReplicaError as exc:
+            log.error(
+                "%s changed but cannot be used: %s; keeping the current subscriptions",
+                path.name,
+                exc,
+            )
+            continue
+        for key in current - set(wanted):
+            log.info(
+                "%s: removing %s",
+                path.name,
+                engine.progress[key].label if key in engine.progress else key,
+            )
+            await engine.remove(key)
+        for key, source in wanted.items():
+            if key not in current:
+                log.info("%s: adding %s", path.name, source.label)
+                engine.add(source)
+        current = set(wanted)
 
 
 def _stopper(engine: Engine, sig: signal.Signals) -> Any:

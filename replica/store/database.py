@@ -155,22 +155,34 @@ class WriterLock:
         except ImportError:  # pragma: no cover - Windows
             log.warning("no file locking on this platform; run one writer per database")
             return
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise DatabaseLockedError(
+                    f"another replica process (pid {holder}) is already writing to "
+                    f"{str(self.path)[: -len('.lock')]}",
+                    hint="stop it first, or sync into another file with --db",
+                ) from None
+            # The previous holder removes the file when it lets go; if we locked a file that
+            # was just removed, someone else may hold the new one: start over.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
             os.close(fd)
-            raise DatabaseLockedError(
-                f"another replica process (pid {holder}) is already writing to "
-                f"{str(self.path)[: -len('.lock')]}",
-                hint="stop it first, or sync into another file with --db",
-            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         self._fd = fd
 
     def release(self) -> None:
         if self._fd is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)  # while still holding it (see acquire)
             os.close(self._fd)  # closing drops the flock
             self._fd = None

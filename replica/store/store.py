@@ -101,6 +101,10 @@ class Store:
         """Close the connection and release the writer lock."""
         conn = getattr(self, "conn", None)
         if conn is not None:
+            # Fold the WAL back into the database file, so the file alone holds everything
+            # (a copy of replica.db without its -wal would otherwise miss recent commits).
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             conn.close()
             self.conn = None  # type: ignore[assignment]
         if self._lock is not None:
