@@ -52,6 +52,15 @@ class _Group(click.Group):
             sys.exit(1)
         except KeyboardInterrupt:
             sys.exit(130)
+        except Exception as exc:  # a bug: still one line, the traceback behind --debug
+            if debug:
+                traceback.print_exc()
+            click.echo(
+                f"Error: unexpected {type(exc).__name__}: {exc} (run again with --debug for "
+                "the traceback, and please report it)",
+                err=True,
+            )
+            sys.exit(1)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -105,6 +105,13 @@ class SyncFailedError(ReplicaError):
     help="Electric replica mode of the --electric shape.",
 )
 @click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    metavar="PATH",
+    help="Subscriptions file, re-read when it changes (default: ./replica.toml if it exists).",
+)
+@click.option(
     "--once",
     is_flag=True,
     help="Exit (status 0) once every shape is up to date, instead of following.",

@@ -99,6 +99,10 @@ class ShapeDefinition:
     params: Mapping[str, ParamValue] = field(default_factory=dict)
     headers: Mapping[str, str] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        # Headers carry tokens and params may carry secrets: show neither.
+        return f"ShapeDefinition({self.key!r}, headers=[{', '.join(sorted(self.headers))}])"
+
     def __post_init__(self) -> None:
         # Build once so a bad definition fails at construction, not at the first request.
         self.query_params()
