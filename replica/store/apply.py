@@ -1,7 +1,7 @@
 """Applying row changes to local tables inside the caller's transaction.
 
-Runs of inserts go through a TEMP staging table and one set-based upsert (a snapshot is
-mostly inserts); updates and deletes go row by row with prepared statements. Membership
+Runs of inserts with the same columns go through multi-row upserts (a snapshot is mostly
+inserts); updates and deletes go row by row with prepared statements. Membership
 records which shapes hold which rows; the change log is written by triggers (see sql.py).
 """
 
@@ -18,8 +18,10 @@ from replica.tables import RowChange, TableSpec
 
 log = logging.getLogger(__name__)
 
-#: Runs of at least this many inserts use the staging table instead of one statement each.
+#: Runs of at least this many inserts with the same columns go through multi-row statements.
 BULK_THRESHOLD = 16
+#: Bound parameters per statement (SQLite's limit is 32766 since 3.32, 999 before).
+MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
 
 class TableWriter:
@@ -31,7 +33,6 @@ class TableWriter:
         self.table = sql.ident(spec.name)
         self.key = sql.ident(spec.key_column)
         self.required = frozenset(c.name for c in spec.columns if c.not_null and c.default is None)
-        self._stage_ready = False
 
     def apply(self, shape_id: int, generation: int, changes: Sequence[RowChange]) -> int:
         """Apply changes in order for `shape_id`; return how many memberships came or went."""
@@ -62,27 +63,36 @@ class TableWriter:
         self, shape_id: int, generation: int, columns: tuple[str, ...], batch: list[RowChange]
     ) -> int:
         spec = self.spec
-        if not self._stage_ready:
-            self.conn.execute(sql.create_stage_table(spec))
-            self._stage_ready = True
-        stage = f"temp.{sql.ident(sql.stage_table_name(spec))}"
-        self.conn.execute(f"DELETE FROM {stage}")
-        names = [spec.key_column, *(c for c in columns if c != spec.key_column)]
-        self.conn.executemany(
-            sql.stage_insert(spec, names),
-            ([c.key, *(c.values.get(n) for n in names[1:])] for c in batch),
-        )
-        self.conn.execute(sql.upsert(spec, names, from_stage=True))
+        if spec.key_column in columns:
+            # One column set per group (see _group_key): the dicts' values are the params.
+            names = list(columns)
+            rows = [tuple(c.values.values()) for c in batch]
+        else:
+            names = [spec.key_column, *columns]
+            rows = [(c.key, *c.values.values()) for c in batch]
+        # Many rows per statement: per-statement costs (and the statement journal SQLite keeps
+        # for statements that fire triggers) are paid once per chunk instead of once per row.
+        self._many(sql.upsert(spec, names, from_stage=False), rows)
         before = self.conn.total_changes
-        self.conn.execute(
-            "INSERT INTO _replica_members (shape_id, tbl, key, generation) "
-            f"SELECT ?, ?, {self.key}, ? FROM {stage} WHERE true "
+        self._many(
+            "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
             "WHERE generation IS NOT excluded.generation",
-            (shape_id, spec.name, generation),
+            [(shape_id, spec.name, c.key, generation) for c in batch],
         )
-        self.conn.execute(f"DELETE FROM {stage}")
         return self.conn.total_changes - before
+
+    def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
+        """Run a one-row `INSERT .. VALUES (?, ..) ..` for many rows, in multi-row chunks."""
+        width = len(rows[0])
+        per = max(1, min(500, MAX_VARIABLES // width))
+        head, _, rest = statement.partition("VALUES (")
+        tail = rest[rest.index(")") + 1 :]
+        one = "(" + ", ".join("?" * width) + ")"
+        for start in range(0, len(rows), per):
+            chunk = rows[start : start + per]
+            text = f"{head}VALUES {', '.join([one] * len(chunk))}{tail}"
+            self.conn.execute(text, [value for row in chunk for value in row])
 
     def _full(self, change: RowChange) -> dict[str, Any]:
         values = {self.spec.key_column: change.key}
