@@ -27,6 +27,7 @@ from replica.errors import (
     ReplicaError,
     UpstreamError,
 )
+from replica.notify.retention import Retention
 from replica.protocol import Position, ShapeDefinition, ShapeStream, StreamEvent, StreamOptions
 from replica.protocol.backoff import Backoff, BackoffTimer
 from replica.protocol.messages import ChangeMessage
@@ -79,6 +80,9 @@ class Engine:
     """Runs subscriptions against one store until they are up to date (`once`) or stopped.
 
     `store` must be a writer `Store`; the engine only touches it from its writer thread.
+    `on_commit(last_seq)` is called on the event loop after each commit that logged changes
+    (e.g. `Replica.notify_committed`, so same-process callbacks run at once); `retention`
+    decides when the change log is pruned (default: `Retention()`, 7 days).
     """
 
     def __init__(
@@ -89,6 +93,8 @@ class Engine:
         once: bool = False,
         options: StreamOptions | None = None,
         retry: Backoff | None = None,
+        on_commit: Callable[[int], None] | None = None,
+        retention: Retention | None = None,
     ) -> None:
         self.store = store
         self.client = client
@@ -96,6 +102,8 @@ class Engine:
         base = options or StreamOptions()
         self.options = StreamOptions(**{**base.__dict__, "live": not once})
         self.retry = retry or Backoff(initial=1.0, maximum=60.0)
+        self.on_commit = on_commit
+        self.retention = retention if retention is not None else Retention()
         self.progress: dict[str, ShapeProgress] = {}
         self.failed: dict[str, ReplicaError] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -188,6 +196,7 @@ class Engine:
             definition={"label": source.label, "url": source.shape.key},
         )
         shape_id = record.id
+        policy = getattr(source, "keep_detached", None)
         while True:
             record = await self._write(self.store.shape, source.key)
             assert record is not None
@@ -206,6 +215,9 @@ class Engine:
                         raise MalformedResponseError(
                             f"{source.label}: no schema received for table {target!r}"
                         )
+                    if policy is not None and table.keep_detached != policy:
+                        await self._write(self.store.set_keep_detached, table.name, policy)
+                        table = self.store.tables[table.name]
                     progress.received += len(page.changes)
                     changes = await source.rows(page.changes, table, self._lookup)
                     result = await self._write(
@@ -217,6 +229,8 @@ class Engine:
                         reset=page.reset,
                     )
                     progress.rows = result.rows
+                    if result.last_seq is not None:
+                        await self._committed(result.last_seq, result.changes)
                     state = "live" if page.up_to_date else "refetching" if page.reset else None
                     if state and state != progress.state:
                         progress.state, progress.error = state, None
@@ -296,6 +310,20 @@ class Engine:
         progress.state, progress.error = "failed", str(exc)
         self.failed[source.key] = exc
         await self._write(self.store.set_status, shape_id, "failed", error=str(exc))
+
+    async def _committed(self, last_seq: int, changes: int) -> None:
+        """Wake same-process listeners; prune the change log when it is time. Neither may
+        disturb syncing, so their failures are only logged."""
+        if self.on_commit is not None:
+            try:
+                self.on_commit(last_seq)
+            except Exception:
+                log.exception("the on_commit hook failed")
+        if self.retention.due(changes):
+            try:
+                await self._write(self.retention.prune, self.store.conn)
+            except (sqlite3.Error, ReplicaError) as exc:
+                log.warning("pruning the change log failed: %s", exc)
 
     def _lookup(self, table: str, key: Any) -> Mapping[str, Any] | None:
         """A committed row, read on the event loop's own connection (never the writer's)."""
