@@ -105,6 +105,12 @@ class SyncFailedError(ReplicaError):
     help="Electric replica mode of the --electric shape.",
 )
 @click.option(
+    "--detached",
+    type=click.Choice(["keep", "delete"]),
+    help="A row that leaves every subscribed shape is kept with detached_at set (default for "
+    "runs) or deleted (default for Electric tables).",
+)
+@click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False),
@@ -134,6 +140,7 @@ def sync(
     params: Sequence[str],
     columns: str | None,
     replica_mode: str | None,
+    detached: str | None,
     config_path: str | None,
     once: bool,
     insecure: bool,
@@ -165,6 +172,7 @@ def sync(
                     columns=[c.strip() for c in columns.split(",")] if columns else None,
                     replica=replica_mode,
                     secret=secret,
+                    keep_detached=_keep(detached),
                 )
             )
         trigger_wanted = bool(tags or runs or batches)
@@ -194,6 +202,7 @@ def sync(
             created_at=created_at,
             skip_columns=skip_columns,
         ),
+        keep_detached=_keep(detached),
         cli_sources=sources,
         config_path=Path(config_path) if config_path else None,
         config=config,
@@ -211,6 +220,7 @@ class _Plan:
     api_url: str
     branch: str | None
     cli_trigger: dict[str, Any]
+    keep_detached: bool | None
     cli_sources: list[Source]
     config_path: Path | None
     config: config_file.Config | None
@@ -223,6 +233,7 @@ class _Plan:
                 token=self.token,
                 api_url=self.api_url,
                 branch=self.branch,
+                keep_detached=self.keep_detached,
                 **self.cli_trigger,
             )
         return found + self.config_sources(client, self.config)
@@ -249,6 +260,7 @@ class _Plan:
                 batches=[entry.batch] if entry.batch else (),
                 created_at=entry.created_at,
                 skip_columns=entry.skip_columns,
+                keep_detached=self.keep_detached,
             )
         for item in config.electric:
             secret = electric_secret()
@@ -262,6 +274,7 @@ class _Plan:
                     columns=item.columns,
                     replica=item.replica,
                     secret=secret,
+                    keep_detached=self.keep_detached,
                 )
             )
         return found
@@ -327,6 +340,10 @@ async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient)
                 log.info("%s: adding %s", path.name, source.label)
                 engine.add(source)
         current = set(wanted)
+
+
+def _keep(detached: str | None) -> bool | None:
+    return None if detached is None else detached == "keep"
 
 
 def _stopper(engine: Engine, sig: signal.Signals) -> Any:

@@ -192,7 +192,7 @@ class ElectricSource:
 
     kind = "electric"
 
-    def __init__(self, shape: ShapeDefinition, *, keep_detached: bool = False) -> None:
+    def __init__(self, shape: ShapeDefinition, *, keep_detached: bool | None = None) -> None:
         if not shape.table:
             raise ShapeDefinitionError("a plain Electric shape needs a table")
         self.shape = shape
@@ -206,7 +206,7 @@ class ElectricSource:
         """The local table for the wire schema."""
         if schema is None:
             raise MalformedResponseError(f"no schema received for table {self.table_name!r}")
-        return table_spec(self.table_name, schema, keep_detached=self.keep_detached)
+        return table_spec(self.table_name, schema, keep_detached=bool(self.keep_detached))
 
     async def rows(
         self, changes: Sequence[ChangeMessage], table: TableSpec, lookup: Any

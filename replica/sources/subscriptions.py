@@ -29,9 +29,16 @@ class RunSource:
     table_name = RUNS.name
 
     def __init__(
-        self, kind: str, label: str, shape: ShapeDefinition, packets: PacketFetcher | None
+        self,
+        kind: str,
+        label: str,
+        shape: ShapeDefinition,
+        packets: PacketFetcher | None,
+        *,
+        keep_detached: bool | None = None,
     ) -> None:
         self.kind = kind
+        self.keep_detached = keep_detached  # None: the table's policy (runs are kept)
         self.label = label
         self.shape = shape
         self.key = shape.key
@@ -70,7 +77,7 @@ def electric_source(
     columns: Sequence[str] | None = None,
     replica: str | None = None,
     secret: str | None = None,
-    keep_detached: bool = False,
+    keep_detached: bool | None = None,
 ) -> ElectricSource:
     """A plain Electric shape, checked before any request is made."""
     if where is not None:
@@ -100,6 +107,7 @@ def trigger_sources(
     batches: Sequence[str] = (),
     created_at: str | None = None,
     skip_columns: Sequence[str] = (),
+    keep_detached: bool | None = None,
 ) -> list[RunSource]:
     """One source per `--tag` (a comma-separated value is one all-of subscription), run and
     batch. Offloaded payloads are fetched with `client`."""
@@ -110,11 +118,19 @@ def trigger_sources(
     for value in tags:
         names = [t.strip() for t in value.split(",") if t.strip()]
         shape = tag_shape(config, names, created_at=created_at, skip_columns=skip)
-        sources.append(RunSource("tag", f"tag {','.join(names)}", shape, packets))
+        sources.append(
+            RunSource("tag", f"tag {','.join(names)}", shape, packets, keep_detached=keep_detached)
+        )
     for run_id in runs:
         shape = run_shape(config, run_id.strip(), skip_columns=skip)
-        sources.append(RunSource("run", f"run {run_id.strip()}", shape, packets))
+        sources.append(
+            RunSource("run", f"run {run_id.strip()}", shape, packets, keep_detached=keep_detached)
+        )
     for batch_id in batches:
         shape = batch_shape(config, batch_id.strip(), skip_columns=skip)
-        sources.append(RunSource("batch", f"batch {batch_id.strip()}", shape, packets))
+        sources.append(
+            RunSource(
+                "batch", f"batch {batch_id.strip()}", shape, packets, keep_detached=keep_detached
+            )
+        )
     return sources

@@ -12,7 +12,7 @@ import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from replica.store import sql
 from replica.store.apply import TableWriter
 from replica.store.database import WriterLock, connect, migrate, now_iso
 from replica.store.table_specs import alter_for, spec_from_json, spec_to_json
-from replica.tables import RUNS, RowChange, TableSpec
+from replica.tables import RUNS, Column, RowChange, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +157,26 @@ class Store:
             )
         self._install(merged)
         return merged
+
+    def set_keep_detached(self, table: str, keep: bool) -> None:
+        """Choose what happens to a row of `table` that leaves every shape: kept with
+        `detached_at` set (`keep`), or deleted. Runs are kept by default, rows of plain
+        Electric tables deleted."""
+        spec = self.tables[table]
+        if spec.keep_detached == keep:
+            return
+        columns = spec.columns
+        with self._transaction():
+            if keep and "detached_at" not in spec.column_names:
+                self.conn.execute(f'ALTER TABLE {sql.ident(table)} ADD COLUMN "detached_at" TEXT')
+                columns = (*columns, Column("detached_at", "TEXT"))
+            changed = replace(spec, columns=columns, keep_detached=keep)
+            if table != RUNS.name:
+                self.conn.execute(
+                    "UPDATE _replica_tables SET spec = ? WHERE name = ?",
+                    (spec_to_json(changed), table),
+                )
+        self._install(changed)
 
     # -- shapes -----------------------------------------------------------------------
 

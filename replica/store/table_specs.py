@@ -65,6 +65,6 @@ def alter_for(current: TableSpec, wanted: TableSpec) -> tuple[TableSpec, list[st
         columns=tuple(columns),
         primary_key=current.primary_key,
         key_column=current.key_column,
-        keep_detached=current.keep_detached,
+        keep_detached=current.keep_detached,  # a policy, set with Store.set_keep_detached
     )
     return merged, statements

@@ -257,3 +257,14 @@ def test_replica_toml_errors_are_usage_errors(replica_cli: Replica) -> None:
     result = replica_cli.run("sync")
     assert result.returncode == 2
     assert "exactly one of tag, tags, run, batch" in one_error_line(result)
+
+
+def test_detached_delete_policy_removes_runs_that_leave(replica_cli: Replica) -> None:
+    server = replica_cli.server
+    gone = server.trigger("t", {}, tags=["x"])
+    result = replica_cli.run("sync", "--tag", "x", "--once", "--detached", "delete")
+    assert result.returncode == 0, result.stderr
+    server.update_run(gone, runTags=["y"])  # the run leaves the tag's shape
+    result = replica_cli.run("sync", "--tag", "x", "--once", "--detached", "delete")
+    assert result.returncode == 0, result.stderr
+    assert replica_cli.query("SELECT count(*) FROM runs") == [(0,)]

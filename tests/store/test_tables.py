@@ -255,3 +255,20 @@ def test_a_foreign_table_is_never_taken_over(store: Store) -> None:
 )
 def test_local_table_names(given: str, local: str) -> None:
     assert local_table_name(given) == local
+
+
+def test_detach_policy_is_configurable(store: Store, tag_shape: int, db_path: Path) -> None:
+    store.set_keep_detached("runs", False)
+    store.apply(tag_shape, [run_insert(1), run_insert(2)], position=pos("0_inf"), up_to_date=True)
+    store.apply(tag_shape, [RowChange("delete", "int_1", {})], position=pos("1_0"), up_to_date=True)
+    assert [r["id"] for r in run_rows(db_path)] == ["run_2"]
+    assert changes_log(db_path)[-1]["op"] == "delete"
+    # Plain tables delete by default; keeping adds a detached_at column.
+    spec = store.ensure_table(table_spec("items", {"id": {"type": "int4", "pk_index": 0}}))
+    assert not spec.keep_detached
+    store.set_keep_detached("items", True)
+    shape = store.register_shape("items", kind="electric", target="items").id
+    store.apply(shape, [RowChange("insert", 1, {"id": 1})], position=pos("0_inf"), up_to_date=True)
+    store.apply(shape, [RowChange("delete", 1, {})], position=pos("1_0"), up_to_date=True)
+    kept = store.conn.execute("SELECT id, detached_at IS NOT NULL FROM items").fetchall()
+    assert kept == [(1, 1)]
