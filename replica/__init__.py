@@ -5,6 +5,7 @@ say what they hold.
 """
 
 from replica._version import __version__
+from replica.api import Replica
 from replica.errors import (
     DatabaseError,
     DatabaseLockedError,
@@ -20,8 +21,11 @@ from replica.errors import (
     UpstreamError,
     ValueParseError,
 )
+from replica.models import Run
+from replica.notify.changes import Change
 
 __all__ = [
+    "Change",
     "DatabaseError",
     "DatabaseLockedError",
     "FastLoopError",
@@ -29,8 +33,10 @@ __all__ = [
     "MalformedResponseError",
     "MissingHeadersError",
     "ProtocolError",
+    "Replica",
     "ReplicaError",
     "RetriesExhaustedError",
+    "Run",
     "ShapeDefinitionError",
     "StaleResponseError",
     "UpstreamError",

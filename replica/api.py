@@ -1,0 +1,415 @@
+"""`replica.Replica`: the Python face of a replica database.
+
+Open (or create) a database with no network, query it, read typed runs, react to changes
+with callbacks (in this process or committed by another), watch queries, and follow runs
+like the Trigger.dev SDK's streams. See docs/callbacks.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from replica.errors import DatabaseError, ReplicaError
+from replica.models import Run
+from replica.notify import runs as run_streams
+from replica.notify.changes import DERIVED_TABLES, TableSpecs, head_seq
+from replica.notify.consumers import ConsumerCursors, ConsumerStatus, RetryPolicy, make_owner
+from replica.notify.dispatch import Dispatcher, Subscription
+from replica.notify.filters import FilterEvaluator, parse_filter
+from replica.notify.live import LiveQuery
+from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
+from replica.settings import default_db
+from replica.store.database import connect, migrate
+
+log = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=Callable[..., Any])
+RunT = TypeVar("RunT", bound=Run[Any, Any])
+
+_OPS = frozenset({"insert", "update", "delete"})
+
+
+class QueryRefusedError(ReplicaError):
+    """`Replica.query` was asked to change the database or reach outside it."""
+
+    hint = "Replica.query is read-only"
+
+
+class Replica:
+    """A replica database: `Replica("replica.db")` opens it, creating it if needed.
+
+    Nothing here talks to the network; `replica sync` (or, later, `Replica.sync`) fills
+    the database. Use it as a context manager or call `close()`. Methods may be called from
+    any thread; `listen()` blocks the calling thread, `alisten()` is its async twin.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        watch_files: bool = True,
+    ) -> None:
+        self.path = Path(path if path is not None else default_db())
+        self._lock = threading.RLock()
+        self._conn = connect(self.path)  # consumer bookkeeping; never holds a transaction
+        try:
+            migrate(self._conn)
+            self._reader = connect(self.path, readonly=True)
+            self._reader.execute("PRAGMA query_only = 1")
+            self._reader.set_authorizer(_authorize)
+        except BaseException:
+            self._conn.close()
+            raise
+        self._signal = ChangeSignal(self.path, poll_interval=poll_interval, watch_files=watch_files)
+        self._owner = make_owner()
+        self._subscriptions: list[Subscription] = []
+        self._dispatchers: set[Dispatcher] = set()
+        self._closed = False
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop listeners and close the database (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self.stop()
+        self._signal.close()
+        with self._lock:
+            self._reader.close()
+            self._conn.close()
+
+    def __enter__(self) -> Replica:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Replica({str(self.path)!r})"
+
+    # -- reading --------------------------------------------------------------------------
+
+    def query(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """Run a read-only SQL query; rows as dicts (JSON columns as JSON text)."""
+        with self._lock:
+            try:
+                cursor = self._reader.execute(sql, params)
+                rows = cursor.fetchall()
+            except sqlite3.DatabaseError as exc:
+                text = str(exc)
+                if "not authorized" in text or "readonly" in text or "query_only" in text:
+                    raise QueryRefusedError(f"query refused: {text}") from None
+                raise DatabaseError(f"query failed: {text}", hint="check the SQL") from None
+            names = [d[0] for d in cursor.description or ()]
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def run(self, run_id: str, *, model: type[RunT] = Run) -> RunT | None:  # type: ignore[assignment]
+        """The run with this id (`run_...`) as a typed `Run`, or None if not replicated.
+
+        `model=Run[MyPayload, MyOutput]` validates payload and output into your models."""
+        rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
+        return model.from_row(rows[0]) if rows else None  # type: ignore[return-value]
+
+    def runs(
+        self,
+        *,
+        tag: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        include_detached: bool = False,
+        model: type[RunT] = Run,  # type: ignore[assignment]
+    ) -> list[RunT]:
+        """Runs, newest first: with every one of `tag`s, any of `status`es (public
+        RunStatus values), of `task`. Runs no subscribed shape holds any more are history
+        and left out unless `include_detached`."""
+        where, params = [], []
+        if not include_detached:
+            where.append("detached_at IS NULL")
+        if tag is not None:
+            tags = sorted({tag} if isinstance(tag, str) else set(tag))
+            marks = ", ".join("?" for _ in tags)
+            where.append(
+                f"id IN (SELECT run_id FROM run_tags WHERE tag IN ({marks}) GROUP BY run_id "
+                "HAVING count(DISTINCT tag) = ?)"
+            )
+            params += [*tags, len(tags)]
+        if status is not None:
+            statuses = [status] if isinstance(status, str) else list(status)
+            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+            params += statuses
+        if task is not None:
+            where.append("task_identifier = ?")
+            params.append(task)
+        sql = "SELECT * FROM runs"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY created_at DESC, id DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(int(limit))
+        return [model.from_row(row) for row in self.query(sql, params)]  # type: ignore[misc]
+
+    # -- callbacks ------------------------------------------------------------------------
+
+    def on_change(
+        self,
+        table: str | None = None,
+        *,
+        where: str | None = None,
+        ops: Iterable[str] | None = None,
+        consumer: str | None = None,
+        transactional: bool = False,
+        start: Literal["end", "beginning"] | int = "end",
+        retry: RetryPolicy | None = None,
+    ) -> Callable[[F], F]:
+        """Register the decorated function for changes to `table` (every table if None).
+
+        `where` is a SQL condition over the row (the previous row for a delete), checked
+        now and evaluated by SQLite; `ops` limits to some of insert/update/delete. Sync and
+        async functions are both fine; they get one `Change` (a `reset` too, whatever the
+        filters). With `consumer="name"` the cursor is durable: delivery resumes after the
+        last acknowledged change, across restarts. `transactional=True` (needs `consumer`)
+        calls `fn(change, conn)` inside an open transaction on this database: its writes
+        commit together with the acknowledgement, so each change takes effect exactly
+        once. `start` is where a new cursor begins: `"end"` (changes committed from now
+        on), `"beginning"` (the oldest retained change) or a sequence number. A failing
+        callback is retried per `retry`, then parked.
+        """
+        spec = None
+        if table is not None:
+            if table in DERIVED_TABLES:
+                raise ReplicaError(
+                    f"{table} follows {DERIVED_TABLES[table]} and has no change log of its own",
+                    hint=f'use on_change("{DERIVED_TABLES[table]}")',
+                )
+            with self._lock:
+                spec = TableSpecs(self._reader).get(table)
+            if spec is None:
+                log.info("table %r is not replicated yet; its filter is checked later", table)
+        chosen_ops = None
+        if ops is not None:
+            chosen_ops = frozenset([ops] if isinstance(ops, str) else ops)
+            unknown = chosen_ops - _OPS
+            if unknown or not chosen_ops:
+                raise ReplicaError(
+                    f"unknown ops {sorted(unknown) or '(none)'}",
+                    hint="ops are some of insert, update, delete",
+                )
+        row_filter = None
+        if where is not None:
+            if table is None:
+                raise ReplicaError("a where filter needs a table", hint='on_change("runs", ...)')
+            row_filter = parse_filter(where, table, spec)
+            if spec is not None:
+                # SQLite compiles it now (unknown functions...), on a scratch connection:
+                # the query connection is query_only, which forbids even TEMP tables.
+                scratch = connect(self.path, readonly=True)
+                try:
+                    FilterEvaluator(scratch).prepare(row_filter, spec)
+                finally:
+                    scratch.close()
+        if transactional and not consumer:
+            raise ReplicaError(
+                "transactional=True needs a consumer name",
+                hint="exactly-once delivery needs a durable cursor: consumer='name'",
+            )
+        if consumer is not None and any(s.consumer == consumer for s in self._subscriptions):
+            raise ReplicaError(f"consumer {consumer!r} is already registered here")
+        cursor = self._start_seq(start)
+
+        def register(fn: F) -> F:
+            if not callable(fn):
+                raise TypeError("on_change decorates a function")
+            subscription = Subscription(
+                callback=fn,
+                table=table,
+                row_filter=row_filter,
+                ops=chosen_ops,
+                consumer=consumer,
+                transactional=transactional,
+                retry=retry or RetryPolicy(),
+                cursor=cursor,
+            )
+            if consumer is not None:
+                self._register_consumer(subscription, cursor)
+            self._subscriptions.append(subscription)
+            return fn
+
+        return register
+
+    def _start_seq(self, start: Literal["end", "beginning"] | int) -> int:
+        if start == "end":
+            with self._lock:
+                return head_seq(self._reader)
+        if start == "beginning":
+            return 0
+        if isinstance(start, int) and not isinstance(start, bool) and start >= 0:
+            return start
+        raise ReplicaError(
+            f"start={start!r} is not a position", hint='use "end", "beginning" or a seq >= 0'
+        )
+
+    def _register_consumer(self, sub: Subscription, start: int) -> None:
+        assert sub.consumer is not None
+        with self._lock:
+            ConsumerCursors(self._conn, self._owner).register(
+                sub.consumer,
+                start=start,
+                table=sub.table,
+                where=sub.row_filter.where if sub.row_filter else None,
+                ops=sub.ops,
+            )
+
+    def listen(self, *, timeout: float | None = None) -> None:
+        """Deliver changes to the registered callbacks until `stop()`, Ctrl-C or `timeout`
+        seconds. Blocks; synchronous callbacks run on this thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            pass
+        else:
+            raise ReplicaError(
+                "listen() blocks and cannot run inside an event loop",
+                hint="use await db.alisten()",
+            )
+        asyncio.run(self._listen(inline=True, timeout=timeout))
+
+    async def alisten(self, *, timeout: float | None = None) -> None:
+        """`listen()` for async code: runs until `stop()`, cancellation or `timeout`.
+        Synchronous callbacks run in the loop's default executor."""
+        await self._listen(inline=False, timeout=timeout)
+
+    async def _listen(self, *, inline: bool, timeout: float | None) -> None:
+        if self._closed:
+            raise ReplicaError(f"{self!r} is closed")
+        if not self._subscriptions:
+            raise ReplicaError(
+                "nothing to listen for", hint="register callbacks with @db.on_change first"
+            )
+        for sub in self._subscriptions:
+            if sub.consumer is not None:  # dropped meanwhile? register again
+                self._register_consumer(sub, self._start_seq("end"))
+        dispatcher = Dispatcher(
+            self.path, self._subscriptions, self._signal, owner=self._owner, inline=inline
+        )
+        with self._lock:
+            self._dispatchers.add(dispatcher)
+        try:
+            await dispatcher.run(timeout=timeout)
+        finally:
+            with self._lock:
+                self._dispatchers.discard(dispatcher)
+
+    def stop(self) -> None:
+        """End `listen()`/`alisten()` calls (thread-safe)."""
+        with self._lock:
+            dispatchers = list(self._dispatchers)
+        for dispatcher in dispatchers:
+            dispatcher.stop()
+
+    def notify_committed(self, seq: int | None = None) -> None:
+        """Tell listeners of this process that changes up to `seq` were just committed.
+
+        The sync engine calls this (its `on_commit` hook) so same-process callbacks run at
+        once instead of at the next file event or poll. Thread-safe, cheap."""
+        self._signal.notify(seq)
+
+    # -- durable consumers ----------------------------------------------------------------
+
+    def consumers(self) -> list[ConsumerStatus]:
+        """Every durable consumer: cursor, state (ok / retrying / parked), last error."""
+        with self._lock:
+            return ConsumerCursors(self._conn, self._owner).all()
+
+    def resume_consumer(self, name: str, *, skip: bool = False) -> ConsumerStatus:
+        """Make a parked consumer deliver again (from the change it failed on, or after it
+        with `skip`); a listener running it, in any process, picks this up."""
+        with self._lock:
+            status = ConsumerCursors(self._conn, self._owner).resume(name, skip=skip)
+        self._signal.notify()
+        return status
+
+    def drop_consumer(self, name: str) -> bool:
+        """Forget a durable consumer, so its cursor no longer holds back log retention."""
+        with self._lock:
+            return ConsumerCursors(self._conn, self._owner).drop(name)
+
+    # -- live queries and run streams -----------------------------------------------------
+
+    def watch_query(
+        self,
+        sql: str,
+        params: Sequence[Any] | Mapping[str, Any] = (),
+        *,
+        debounce: float = 0.05,
+    ) -> LiveQuery:
+        """A `LiveQuery`: iterate it (async or not) for the result now, then a fresh result
+        whenever a table the query reads changes (bursts coalesced over `debounce` s)."""
+        return LiveQuery(self.path, self._signal, sql, params, debounce=debounce)  # type: ignore[arg-type]
+
+    def subscribe_to_run(
+        self,
+        run_id: str,
+        *,
+        stop_on_completion: bool = True,
+        model: type[RunT] = Run,  # type: ignore[assignment]
+    ) -> AsyncIterator[RunT]:
+        """`async for run in db.subscribe_to_run(id)`: the run now, then on every change;
+        ends after yielding it finished (`finished_at` set), unless told otherwise."""
+        return run_streams.subscribe_to_run(  # type: ignore[return-value]
+            self.path,
+            self._signal,
+            run_id,
+            stop_on_completion=stop_on_completion,
+            model=model,
+        )
+
+    def subscribe_to_runs_with_tag(
+        self,
+        tag: str | Sequence[str],
+        *,
+        model: type[RunT] = Run,  # type: ignore[assignment]
+    ) -> AsyncIterator[RunT]:
+        """Runs with the tag (all of several tags), now and as they change; never ends."""
+        return run_streams.subscribe_to_runs_with_tag(  # type: ignore[return-value]
+            self.path, self._signal, tag, model=model
+        )
+
+    def subscribe_to_batch(
+        self,
+        batch_id: str,
+        *,
+        model: type[RunT] = Run,  # type: ignore[assignment]
+    ) -> AsyncIterator[RunT]:
+        """The runs of a batch synced with `replica sync --batch`; never ends."""
+        return run_streams.subscribe_to_batch(  # type: ignore[return-value]
+            self.path, self._signal, batch_id, model=model
+        )
+
+
+_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+    if action in _DENIED:
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
+        return sqlite3.SQLITE_DENY
+    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+        return sqlite3.SQLITE_DENY  # setting a pragma; reading one is fine
+    return sqlite3.SQLITE_OK
+
+
+__all__ = ["QueryRefusedError", "Replica"]
