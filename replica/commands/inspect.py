@@ -16,6 +16,7 @@ from replica.commands.common import (
     render_json,
     render_table,
 )
+from replica.commands.consumer_status import consumer_entries, consumer_table
 from replica.errors import DatabaseError, ReplicaError
 from replica.store.database import connect, schema_version
 
@@ -73,7 +74,8 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @logging_options
 def status(db_path: str, as_json: bool) -> None:
-    """Show every subscribed shape: state, rows held, position, last error."""
+    """Show every subscribed shape (state, rows held, position, last error) and every
+    durable change consumer (cursor, state: ok / retrying / parked, last error)."""
     conn = open_readonly(db_path)
     if schema_version(conn) == 0:
         raise DatabaseError(f"{db_path} is not a replica database")
@@ -81,12 +83,18 @@ def status(db_path: str, as_json: bool) -> None:
         "SELECT id, kind, json_extract(definition, '$.label'), state, rows, handle, \"offset\", "
         "last_up_to_date, last_error, next_retry_at FROM _replica_shapes ORDER BY id"
     ).fetchall()
+    consumers = consumer_entries(conn)
     if as_json:
-        click.echo(render_json(STATUS_COLUMNS, rows))
-    elif not rows:
+        # One array: the shapes as before, then the durable consumers (kind "consumer").
+        shapes = json.loads(render_json(STATUS_COLUMNS, rows))
+        click.echo(json.dumps(shapes + consumers, indent=2, default=str, ensure_ascii=False))
+        return
+    if not rows:
         click.echo(f"no shapes in {db_path} yet; start one with: replica sync --tag TAG")
     else:
         click.echo(render_table(STATUS_COLUMNS, rows))
+    if consumers:
+        click.echo("\n" + consumer_table(consumers))
 
 
 @click.command()
