@@ -74,8 +74,11 @@ def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @logging_options
 def status(db_path: str, as_json: bool) -> None:
-    """Show every subscribed shape (state, rows held, position, last error) and every
-    durable change consumer (cursor, state: ok / retrying / parked, last error)."""
+    """Show shapes and change consumers: state, position, last error.
+
+    Shapes: kind, state, rows held, handle and offset. Durable consumers (callbacks with a
+    consumer name, `replica watch --consumer`): cursor, how far behind, state (ok,
+    retrying, parked) and last error."""
     conn = open_readonly(db_path)
     if schema_version(conn) == 0:
         raise DatabaseError(f"{db_path} is not a replica database")
