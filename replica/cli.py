@@ -18,6 +18,7 @@ from replica.commands.demo import demo
 from replica.commands.inspect import query, status
 from replica.commands.reset import reset
 from replica.commands.sync import sync
+from replica.commands.watch import watch
 from replica.devserver.command import dev_server
 from replica.errors import ReplicaError
 
@@ -77,6 +78,7 @@ def cli(ctx: click.Context, debug: bool, json_logs: bool) -> None:
 cli.add_command(sync)
 cli.add_command(status)
 cli.add_command(query)
+cli.add_command(watch)
 cli.add_command(reset)
 cli.add_command(demo)
 cli.add_command(dev_server)

@@ -11,6 +11,7 @@ and runs `SELECT ... WHERE <filter>` once per batch: SQLite semantics, set-based
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -84,8 +85,7 @@ def parse_filter(where: str, table: str, spec: TableSpec | None = None) -> RowFi
     try:
         parsed = sqlglot.parse(text, read="sqlite")
     except SqlglotError as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise FilterError(f"filter {where!r} is not valid SQL: {first}") from None
+        raise FilterError(f"filter {where!r} is not valid SQL: {_parse_problem(exc)}") from None
     statements = [p for p in parsed if p is not None]
     if len(statements) != 1:
         raise FilterError(f"filter {where!r} must be a single condition, not several statements")
@@ -152,6 +152,17 @@ def _check_subquery(query: exp.Query, where: str, table: str, columns: set[str])
             )
     for child in query.iter_expressions():
         _check(child, where, table, columns, inside_row_function=True)
+
+
+def _parse_problem(exc: Exception) -> str:
+    """sqlglot's complaint, without its internals (`<class 'sqlglot...EQ'>` -> `EQ`)."""
+    errors = getattr(exc, "errors", None) or []
+    if errors:
+        first = errors[0]
+        text = f"{first.get('description')} (column {first.get('col')})"
+    else:
+        text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return re.sub(r"<class '(?:[\w]+\.)*(\w+)'>", r"\1", text)
 
 
 def _quote_hint(where: str, column: str) -> str:
