@@ -377,16 +377,18 @@ class ShapeStream:
         opts = self.options
         shown = redact_url(url)
         log.debug("GET %s", shown)
+        limit = opts.live_timeout if live else opts.request_timeout
+        # httpx's own read timeout sits just above our deadline so the watchdog decides.
         timeout = httpx.Timeout(
-            connect=opts.connect_timeout,
-            read=opts.live_timeout if live else opts.request_timeout,
-            write=opts.connect_timeout,
-            pool=None,
+            connect=opts.connect_timeout, read=limit + 1.0, write=opts.connect_timeout, pool=None
         )
         started = time.monotonic()
         try:
             if live:
-                reply = await asyncio.wait_for(self._fetch(url, timeout), opts.live_timeout)
+                try:
+                    reply = await asyncio.wait_for(self._fetch(url, timeout), limit)
+                except httpx.TimeoutException:
+                    raise asyncio.TimeoutError from None  # the watchdog's case: re-issue
             else:
                 try:
                     reply = await asyncio.wait_for(self._fetch(url, timeout), opts.request_timeout)

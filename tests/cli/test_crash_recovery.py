@@ -60,17 +60,28 @@ def test_sigkill_during_snapshot_and_churn_loses_nothing(
     try:
         for kill in range(KILLS):
             proc = cli.start("sync", "--tag", "big")
-            # The first kills land in the initial snapshot (tens of pages); then churn starts.
-            time.sleep(rng.uniform(0.6, 1.2) if kill < KILLS // 3 else rng.uniform(0.3, 2.0))
+            if kill < KILLS // 3:
+                # The first kills land in the initial snapshot (tens of pages).
+                time.sleep(rng.uniform(0.6, 1.2))
+            else:
+                # Then in live churn: let this process publish the snapshot first.
+                cli.wait_for(
+                    lambda: cli.query(
+                        "SELECT count(*) FROM _replica_shapes WHERE phase = 'live'"
+                    ) == [(1,)],
+                    timeout=60,
+                    what="the snapshot to be published",
+                )
+                if churner is None:
+                    churner = threading.Thread(target=_churn, args=(server, ids, stop, kill))
+                    churner.start()
+                time.sleep(rng.uniform(0.3, 2.0))
             in_snapshot = not cli.db.exists() or cli.query(
                 "SELECT count(*) FROM _replica_shapes WHERE phase = 'snapshot'"
             ) != [(0,)]
             killed_in_snapshot += in_snapshot
             proc.send_signal(signal.SIGKILL)
             proc.wait(10)
-            if kill == KILLS // 3 and churner is None:
-                churner = threading.Thread(target=_churn, args=(server, ids, stop, kill))
-                churner.start()
     finally:
         stop.set()
         if churner is not None:
