@@ -1,0 +1,189 @@
+"""Initial sync of one tag feed by three contenders reading the same responses.
+
+- `replica_sync`: `replica sync --once` as a subprocess (wall time from spawn to exit, and
+  its peak RSS from `wait4`);
+- `raw_ceiling`: the same responses parsed and mapped by replica's own code (untimed), then
+  written with a prepared `executemany` upsert into a bare `runs` table, one transaction per
+  response (timed): what SQLite itself costs. The same pass also times parse + map + upsert;
+- `node_client`: the official `@electric-sql/client` materialising the responses into
+  better-sqlite3 (benchmarks/node/materialize.mjs), as a subprocess like replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.workload import TAG, Upstream
+from replica.protocol.messages import parse_body
+from replica.protocol.values import RowParser, parse_schema_header
+from replica.sources.taskrun import RunMapper
+from replica.store.database import connect
+from replica.tables import RUNS
+
+log = logging.getLogger(__name__)
+
+NODE_DIR = Path(__file__).resolve().parent / "node"
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Measured:
+    """One contender's initial sync: wall seconds, rows it ended with, peak RSS (MiB)."""
+
+    seconds: float
+    rows: int
+    peak_rss_mib: float | None = None
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Ceiling:
+    """The raw SQLite ceiling and the parse + map + upsert pipeline, from one pass."""
+
+    upsert: Measured
+    pipeline: Measured
+
+
+def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
+    """Wait for a child (os.wait4, so its own peak RSS is known): (exit status, MiB)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            proc.returncode = os.waitstatus_to_exitcode(status)
+            return proc.returncode, usage.ru_maxrss / 1024
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise TimeoutError(f"{proc.args!r} took longer than {timeout:.0f} s")
+        time.sleep(0.005)
+
+
+def replica_sync(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Measured:
+    """`replica sync --once --tag bench` into a fresh `db`."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    env = {**os.environ, "TRIGGER_SECRET_KEY": upstream.token}
+    env.pop("TRIGGER_ACCESS_TOKEN", None)
+    command = [sys.executable, "-m", "replica", "sync", "--once", "--tag", TAG]
+    command += ["--db", str(db), "--api-url", upstream.url]
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command, cwd=db.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    status, rss = _wait(proc, timeout)
+    seconds = time.perf_counter() - started
+    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    if status != 0:
+        raise RuntimeError(f"replica sync failed ({status}):\n{stderr[-3000:]}")
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    return Measured(seconds, rows, rss)
+
+
+def _bare_table(conn: sqlite3.Connection) -> tuple[str, list[str]]:
+    columns = [c.name for c in RUNS.columns if c.name != "detached_at"]
+    conn.execute(
+        "CREATE TABLE runs ("
+        + ", ".join(f"{c} {RUNS_TYPES[c]}{' PRIMARY KEY' if c == 'id' else ''}" for c in columns)
+        + ")"
+    )
+    sql = (
+        f"INSERT INTO runs ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))}) "
+        "ON CONFLICT (id) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in columns if c != "id")
+    )
+    return sql, columns
+
+
+RUNS_TYPES = {c.name: c.type for c in RUNS.columns}
+
+
+def raw_ceiling(upstream: Upstream, db: Path) -> Ceiling:
+    """Parse and map every response with replica's code, then upsert it (see module doc)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    conn = connect(db)
+    sql, columns = _bare_table(conn)
+    mapper = RunMapper()
+    parser: RowParser | None = None
+    upsert_seconds = pipeline_seconds = 0.0
+    loop = asyncio.new_event_loop()
+    try:
+        for response in upstream.pages():
+            body = response.content
+            started = time.perf_counter()
+            if parser is None:
+                parser = RowParser(parse_schema_header(response.headers["electric-schema"]))
+            parsed = parse_body(body, parser)
+            changes = loop.run_until_complete(mapper.map(parsed.changes))
+            mapped = time.perf_counter()
+            rows = [tuple(c.values.get(name) for name in columns) for c in changes]
+            written = time.perf_counter()
+            conn.execute("BEGIN")
+            conn.executemany(sql, rows)
+            conn.execute("COMMIT")
+            done = time.perf_counter()
+            upsert_seconds += done - written
+            pipeline_seconds += (mapped - started) + (done - written)
+        count = conn.execute("SELECT count(*) FROM runs").fetchone()[0]
+    finally:
+        loop.close()
+        conn.close()
+    return Ceiling(Measured(upsert_seconds, count), Measured(pipeline_seconds, count))
+
+
+def ensure_node_modules() -> bool:
+    """`npm ci` in benchmarks/node when node_modules is missing or older than the lockfile.
+
+    Returns False (the Node contender is skipped) when node or npm is not installed.
+    """
+    if shutil.which("node") is None or shutil.which("npm") is None:
+        log.warning("node/npm not found: the TypeScript client is not measured")
+        return False
+    lock = NODE_DIR / "package-lock.json"
+    installed = NODE_DIR / "node_modules" / ".package-lock.json"
+    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+        return True
+    log.info("installing the Node benchmark client (npm ci; better-sqlite3 may build ~3 min)")
+    result = subprocess.run(
+        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+        cwd=NODE_DIR,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"npm ci failed in {NODE_DIR}:\n{result.stderr[-2000:]}")
+    return True
+
+
+def node_client(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Measured:
+    """The official TypeScript client into better-sqlite3 (see benchmarks/node)."""
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db}{suffix}").unlink(missing_ok=True)
+    command = ["node", str(NODE_DIR / "materialize.mjs"), upstream.url, upstream.token]
+    command += [str(db), TAG]
+    started = time.perf_counter()
+    proc = subprocess.Popen(command, cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    status, rss = _wait(proc, timeout)
+    seconds = time.perf_counter() - started
+    out = proc.stdout.read().decode() if proc.stdout else ""
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    done = [e for e in events if e.get("event") == "done"]
+    if status != 0 or not done:
+        raise RuntimeError(f"node client failed ({status}): {out[-1000:]}\n{err[-2000:]}")
+    return Measured(seconds, int(done[-1]["rows"]), rss)
