@@ -18,7 +18,7 @@ from replica.commands.common import (
 )
 from replica.commands.consumer_status import consumer_entries, consumer_table
 from replica.errors import DatabaseError, ReplicaError
-from replica.store.database import connect, schema_version
+from replica.store.database import WriterLock, connect, schema_version
 
 STATUS_COLUMNS = (
     "id",
@@ -86,6 +86,9 @@ def status(db_path: str, as_json: bool) -> None:
         "SELECT id, kind, json_extract(definition, '$.label'), state, rows, handle, \"offset\", "
         "last_up_to_date, last_error, next_retry_at FROM _replica_shapes ORDER BY id"
     ).fetchall()
+    if WriterLock.holder(db_path) is None:
+        # Nobody follows these shapes right now: say so rather than show a stale "live".
+        rows = [(*row[:3], row[3] if row[3] == "failed" else "stopped", *row[4:]) for row in rows]
     consumers = consumer_entries(conn)
     if as_json:
         # One array: the shapes as before, then the durable consumers (kind "consumer").

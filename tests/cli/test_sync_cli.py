@@ -60,7 +60,8 @@ def test_sync_once_exits_1_when_a_subscription_fails(replica_cli: Replica) -> No
     assert "failed" in line
     status = json.loads(replica_cli.run("status", "--json").stdout)
     states = {s["shape"]: s["state"] for s in status}
-    assert states == {"tag ok": "live", "run run_doesnotexist00000": "failed"}
+    # No sync runs any more: the healthy shape shows as stopped, the failed one as failed.
+    assert states == {"tag ok": "stopped", "run run_doesnotexist00000": "failed"}
     assert any("404" in (s["last_error"] or "") for s in status)
 
 
@@ -111,7 +112,7 @@ def test_reset_refetches_without_new_changes(replica_cli: Replica) -> None:
     assert result.returncode == 0
     assert "reset 1 shape" in result.stdout
     status = json.loads(replica_cli.run("status", "--json").stdout)
-    assert (status[0]["offset"], status[0]["state"]) == ("-1", "initial")
+    assert (status[0]["offset"], status[0]["state"]) == ("-1", "stopped")
     assert replica_cli.run("sync", "--tag", "t", "--once").returncode == 0
     assert replica_cli.query("SELECT count(*) FROM _replica_changes") == changes
     assert replica_cli.query("SELECT count(*) FROM runs") == [(4,)]
