@@ -208,8 +208,11 @@ class Engine:
                 options=self.options,
                 on_event=lambda event, s=source: self._on_event(s, shape_id, event),
             )
+            written = (record.handle, record.offset, time.monotonic())
             try:
                 async for page in stream.pages():
+                    if _keep_alive(page, written):
+                        continue  # nothing moved: no transaction (idle shapes stay cheap)
                     table = await self._table_for(source, page.position.schema, table)
                     if table is None:
                         raise MalformedResponseError(
@@ -229,6 +232,7 @@ class Engine:
                         reset=page.reset,
                     )
                     progress.rows = result.rows
+                    written = (page.position.handle, page.position.offset, time.monotonic())
                     if result.last_seq is not None:
                         await self._committed(result.last_seq, result.changes)
                     state = "live" if page.up_to_date else "refetching" if page.reset else None
@@ -319,6 +323,7 @@ class Engine:
                 self.on_commit(last_seq)
             except Exception:
                 log.exception("the on_commit hook failed")
+            await asyncio.sleep(0)  # let listeners it woke on this loop run first
         if self.retention.due(changes):
             try:
                 await self._write(self.retention.prune, self.store.conn)
@@ -340,6 +345,23 @@ class Engine:
         """Run a store call in the single writer thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+
+
+#: A quiet shape's position (and its `last_up_to_date`) is rewritten at least this often.
+KEEP_ALIVE_REFRESH = 300.0
+
+
+def _keep_alive(page: Any, written: tuple[str | None, str, float]) -> bool:
+    """An empty live reply that leaves the shape where it was last written: only its cursor
+    changed, which need not be durable (a resumed stream works with an older one)."""
+    return (
+        page.live
+        and page.up_to_date
+        and not page.changes
+        and not page.reset
+        and (page.position.handle, page.position.offset) == written[:2]
+        and time.monotonic() - written[2] < KEEP_ALIVE_REFRESH
+    )
 
 
 def _iso_in(seconds: float) -> str:
