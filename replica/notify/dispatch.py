@@ -34,8 +34,8 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-#: Changes read from the log per batch.
-BATCH_SIZE = 500
+#: Changes read from the log per batch (a read runs on the event loop: keep it short).
+BATCH_SIZE = 200
 #: A durable cursor moved past filtered-out changes is saved at most this often (seconds).
 SAVE_SKIPPED_EVERY = 1.0
 
@@ -115,10 +115,11 @@ class _Runner:
 class Dispatcher:
     """Runs every subscription until `stop()`.
 
-    `inline=True` (blocking `Replica.listen`) runs synchronous callbacks and SQLite work on
-    the event loop's thread, so callbacks run on the caller's thread; otherwise SQLite work
-    runs on one private thread and synchronous callbacks in the loop's default executor,
-    so the event loop (perhaps also running the sync engine) never blocks on them.
+    `inline=True` (blocking `Replica.listen`) runs synchronous callbacks and SQLite writes
+    on the event loop's thread, so callbacks run on the caller's thread; otherwise writes
+    (which may wait for the sync's write lock) run on one private thread and synchronous
+    callbacks in the loop's default executor, so the event loop (perhaps also running the
+    sync engine) never blocks on them. Reads of the log always run on the loop.
     """
 
     def __init__(
@@ -306,7 +307,9 @@ class Dispatcher:
         sub = runner.sub
         while not runner.lease_lost:
             seen = log_pulse.generation
-            read = await self._db(self._read, runner)
+            # Inline even under alisten: a WAL read never waits for a lock, and a hop to a
+            # thread costs milliseconds of GIL hand-over when the loop is busy syncing.
+            read = self._read(runner)
             for item in read.items:
                 outcome = await self._deliver(runner, item)
                 if outcome is _Outcome.LEASE_LOST:
@@ -322,7 +325,8 @@ class Dispatcher:
                 if read.through > runner.cursor:
                     runner.cursor = read.through
                     await self._save_skipped(runner)
-                if not read.items:
+                if runner.cursor >= log_pulse.head:
+                    # Caught up with every commit heard of: a later one moves the pulse.
                     await log_pulse.wait(seen)
 
     def _read(self, runner: _Runner) -> _Read:

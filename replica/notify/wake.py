@@ -226,14 +226,23 @@ class Pulse:
         self.any_commit = any_commit
         self.generation = 0
         self._loop = asyncio.get_running_loop()
+        self._thread = threading.get_ident()
         self._event = asyncio.Event()
         self._last_head = signal.head
         self._unsubscribe: Callable[[], None] | None = signal.subscribe(self._from_thread)
         self._last_head = max(self._last_head, signal.head)
 
     def _from_thread(self, head: int, commits: int) -> None:
+        if threading.get_ident() == self._thread:
+            self._fire(head, commits)  # the engine's hook, on our loop: no round trip
+            return
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
             self._loop.call_soon_threadsafe(self._fire, head, commits)
+
+    @property
+    def head(self) -> int:
+        """The newest change-log sequence number this pulse has heard of."""
+        return self._last_head
 
     def _fire(self, head: int, commits: int) -> None:
         if head > self._last_head or self.any_commit:
