@@ -33,6 +33,10 @@ class TableWriter:
         self.table = sql.ident(spec.name)
         self.key = sql.ident(spec.key_column)
         self.required = frozenset(c.name for c in spec.columns if c.not_null and c.default is None)
+        # Made here, outside any transaction (a rollback would take it away again); a new
+        # writer (the table gained columns) makes it anew.
+        conn.execute(f"DROP TABLE IF EXISTS temp.{sql.ident(sql.bulk_table_name(spec))}")
+        conn.execute(sql.create_bulk_table(spec))
 
     def apply(self, shape_id: int, generation: int, changes: Sequence[RowChange]) -> int:
         """Apply changes in order for `shape_id`; return how many memberships came or went."""
@@ -70,9 +74,12 @@ class TableWriter:
         else:
             names = [spec.key_column, *columns]
             rows = [(c.key, *c.values.values()) for c in batch]
-        # Many rows per statement: per-statement costs (and the statement journal SQLite keeps
-        # for statements that fire triggers) are paid once per chunk instead of once per row.
-        self._many(sql.upsert(spec, names, from_stage=False), rows)
+        if self._set_based(names, batch):
+            self._staged_upsert(names, rows)
+        else:
+            # Many rows per statement: per-statement costs (and the statement journal SQLite
+            # keeps for statements that fire triggers) are paid once per chunk, not per row.
+            self._many(sql.upsert(spec, names, from_stage=False), rows)
         before = self.conn.total_changes
         self._many(
             "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) "
@@ -81,6 +88,24 @@ class TableWriter:
             [(shape_id, spec.name, c.key, generation) for c in batch],
         )
         return self.conn.total_changes - before
+
+    def _set_based(self, names: list[str], batch: list[RowChange]) -> bool:
+        """Whether a run of inserts can be logged and upserted set-based (see sql.bulk_log):
+        its primary key is among the columns and no key comes twice."""
+        if "detached_at" in names or not set(self.spec.primary_key) <= set(names):
+            return False
+        return len({c.key for c in batch}) == len(batch)
+
+    def _staged_upsert(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+        conn, spec = self.conn, self.spec
+        stage = f"temp.{sql.ident(sql.bulk_table_name(spec))}"
+        conn.execute(f"DELETE FROM {stage}")
+        self._many(sql.bulk_stage(spec, names), rows)
+        conn.execute(sql.bulk_log(spec, names))
+        conn.execute("UPDATE temp._replica_context SET bulk = 1")
+        conn.execute(sql.bulk_upsert(spec, names))
+        conn.execute("UPDATE temp._replica_context SET bulk = NULL")
+        conn.execute(f"DELETE FROM {stage}")
 
     def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         """Run a one-row `INSERT .. VALUES (?, ..) ..` for many rows, in multi-row chunks."""

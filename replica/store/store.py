@@ -86,7 +86,7 @@ class Store:
             migrate(self.conn)
             self.conn.execute(
                 "CREATE TEMP TABLE IF NOT EXISTS _replica_context "
-                "(shape_id INTEGER, committed_at TEXT)"
+                "(shape_id INTEGER, committed_at TEXT, bulk INTEGER)"
             )
             self.tables: dict[str, TableSpec] = {}
             self._writers: dict[str, TableWriter] = {}
