@@ -228,7 +228,11 @@ def _as_int(value: Any) -> int:
         return value
     if isinstance(value, float) and value.is_integer():
         return int(value)
-    if isinstance(value, str) and value.isascii() and value.lstrip("-").isdigit():
+    if (
+        isinstance(value, str)
+        and value.isascii()
+        and (value.isdigit() or (value[:1] == "-" and value[1:].isdigit()))
+    ):
         return int(value)
     raise _BadValue("an integer")
 
@@ -276,9 +280,12 @@ def _as_list(value: Any) -> str:
             value = parse_pg_array(value)
         except ValueError as exc:
             raise _BadValue(f"a Postgres text array ({exc})") from None
-    if not isinstance(value, list) or not all(isinstance(v, str | None) for v in value):
+    if not isinstance(value, list):
         raise _BadValue("a one-dimensional text array")
-    return to_json_text([v for v in value if v is not None])
+    for item in value:
+        if item is not None and not isinstance(item, str):
+            raise _BadValue("a one-dimensional text array")
+    return to_json_text([v for v in value if v is not None] if None in value else value)
 
 
 def _as_error(value: Any) -> str | None:

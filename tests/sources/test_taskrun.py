@@ -375,6 +375,8 @@ async def test_update_carries_only_what_changed() -> None:
         ({"id": "c", "number": "abc"}, "'number' must be an integer"),
         ({"id": "c", "number": True}, "'number' must be an integer"),
         ({"id": "c", "usageDurationMs": "1.5"}, "'usageDurationMs' must be an integer"),
+        ({"id": "c", "number": "--5"}, "'number' must be an integer"),
+        ({"id": "c", "number": "-"}, "'number' must be an integer"),
         ({"id": "c", "costInCents": "cheap"}, "'costInCents' must be a number"),
         ({"id": "c", "isTest": "yes"}, "'isTest' must be a boolean"),
         ({"id": "c", "createdAt": "soon"}, "'createdAt' must be a timestamp"),
