@@ -111,6 +111,10 @@ class Replica:
                 if "not authorized" in text or "readonly" in text or "query_only" in text:
                     raise QueryRefusedError(f"query refused: {text}") from None
                 raise DatabaseError(f"query failed: {text}", hint="check the SQL") from None
+            except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:  # several statements
+                raise DatabaseError(
+                    f"query failed: {exc}", hint="one statement at a time"
+                ) from None
             names = [d[0] for d in cursor.description or ()]
         return [dict(zip(names, row, strict=True)) for row in rows]
 

@@ -186,7 +186,7 @@ class FilterEvaluator:
         mirror = self._mirror(spec)
         try:
             self.conn.execute(f"EXPLAIN {self._select(mirror, spec, row_filter)}").fetchall()
-        except sqlite3.Error as exc:
+        except (sqlite3.Error, sqlite3.Warning) as exc:
             raise FilterError(f"filter {row_filter.where!r}: SQLite says: {exc}") from None
 
     def matching(

@@ -87,7 +87,7 @@ class LiveQuery:
         try:
             try:
                 conn.execute(f"EXPLAIN {sql}", params).fetchall()
-            except sqlite3.Error as exc:
+            except (sqlite3.Error, sqlite3.Warning) as exc:  # Warning: several statements (3.10)
                 raise QueryError(f"cannot watch {sql!r}: {exc}") from None
             found = query_tables(sql)
             logged = TableSpecs(conn).names()
