@@ -111,6 +111,11 @@ def _owner_gone(owner: str) -> bool:
     return False
 
 
+def lease_free(owner: str | None, until: float | None, me: str) -> bool:
+    """Whether `me` may take a lease held by `owner` until `until`."""
+    return owner is None or owner == me or (until or 0) < time.time() or _owner_gone(owner)
+
+
 class ConsumerCursors:
     """Reads and writes consumer rows on a writable connection (each call one transaction,
     unless `conn` given for a transaction the caller owns)."""
@@ -177,12 +182,7 @@ class ConsumerCursors:
                 conn.execute("ROLLBACK")
                 return False
             owner, until = row[0]
-            free = (
-                owner is None
-                or owner == self.owner
-                or (until or 0) < time.time()
-                or _owner_gone(owner)
-            )
+            free = lease_free(owner, until, self.owner)
             if free:
                 conn.execute(
                     "UPDATE _replica_consumers SET owner = ?, lease_until = ? WHERE name = ?",
@@ -283,5 +283,6 @@ __all__ = [
     "ConsumerState",
     "ConsumerStatus",
     "RetryPolicy",
+    "lease_free",
     "make_owner",
 ]

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from replica.notify.changes import Change, LogReader, reset_change
-from replica.notify.consumers import LEASE_SECONDS, ConsumerCursors, RetryPolicy
+from replica.notify.consumers import LEASE_SECONDS, ConsumerCursors, RetryPolicy, lease_free
 from replica.notify.filters import FilterError, FilterEvaluationError, FilterEvaluator, RowFilter
 from replica.notify.wake import ChangeSignal, Pulse
 from replica.store.database import connect, now_iso
@@ -148,6 +148,7 @@ class Dispatcher:
         self.reader: LogReader | None = None
         self.evaluator: FilterEvaluator | None = None
         self.cursors: ConsumerCursors | None = None
+        self._peek: ConsumerCursors | None = None
         self._writer: sqlite3.Connection | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -170,7 +171,11 @@ class Dispatcher:
         self._write_lock = asyncio.Lock()
         if not self.inline:
             self._executor = ThreadPoolExecutor(1, thread_name_prefix="replica-notify")
-        await self._db(self._open)
+        try:
+            await self._db(self._open)
+        except BaseException:
+            await self._shutdown_executor()
+            raise
         log_pulse = Pulse(self.signal)
         commit_pulse = Pulse(self.signal, any_commit=True)
         runners = [_Runner(sub) for sub in self.subscriptions]
@@ -204,9 +209,12 @@ class Dispatcher:
                     runner.sub.cursor = runner.cursor
             with contextlib.suppress(sqlite3.Error):
                 await self._db(self._close, runners)
-            if self._executor is not None:
-                executor, self._executor = self._executor, None
-                await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
+            await self._shutdown_executor()
+
+    async def _shutdown_executor(self) -> None:
+        if self._executor is not None:
+            executor, self._executor = self._executor, None
+            await asyncio.get_running_loop().run_in_executor(None, executor.shutdown, True)
 
     def _open(self) -> None:
         reader = connect(self.path, readonly=True)
@@ -214,6 +222,8 @@ class Dispatcher:
         self.evaluator = FilterEvaluator(reader)
         self._writer = connect(self.path)
         self.cursors = ConsumerCursors(self._writer, self.owner)
+        # Reads of consumer rows on the reader: polling them never takes the write lock.
+        self._peek = ConsumerCursors(reader, self.cursors.owner)
 
     def _close(self, runners: Sequence[_Runner]) -> None:
         try:
@@ -263,13 +273,21 @@ class Dispatcher:
     async def _claim(self, runner: _Runner, commit_pulse: Pulse) -> None:
         sub, cursors = runner.sub, self.cursors
         assert sub.consumer and cursors is not None
+        assert self._peek is not None
         waiting = False
         while True:
             seen = commit_pulse.generation
-            if await self._write(cursors.claim, sub.consumer, self.lease_seconds):
+            held = self._peek.get(sub.consumer)
+            # Only try (a write transaction) when the lease looks free: a standby listener
+            # is woken by every commit and must not compete with the sync for the lock.
+            free = held is None or lease_free(held.owner, held.lease_until, cursors.owner)
+            if free and await self._write(cursors.claim, sub.consumer, self.lease_seconds):
                 break
             if not waiting:
-                log.info("%s: another listener holds it; waiting for its lease", sub.label)
+                if held is None:
+                    log.warning("%s was dropped; waiting for it to be registered", sub.label)
+                else:
+                    log.info("%s: another listener holds it; waiting for its lease", sub.label)
                 waiting = True
             await commit_pulse.wait(seen, timeout=self.lease_seconds / 3)
         status = await self._write(cursors.get, sub.consumer)
@@ -471,9 +489,10 @@ class Dispatcher:
         """Wait until the consumer is resumed (`Replica.resume_consumer`, any process)."""
         name, cursors = runner.sub.consumer, self.cursors
         assert name and cursors is not None
+        assert self._peek is not None
         while not runner.lease_lost:
             seen = commit_pulse.generation
-            status = await self._write(cursors.get, name)
+            status = self._peek.get(name)
             if status is None:
                 log.warning("consumer %r was dropped while parked; it stops here", name)
                 await asyncio.Event().wait()
