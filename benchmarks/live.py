@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from benchmarks.initial_sync import sync_env
 from benchmarks.workload import Upstream
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,7 @@ class SyncProcess:
             Path(f"{db}{suffix}").unlink(missing_ok=True)
         self.db = db
         self.shapes = shapes
-        env = {**os.environ, "TRIGGER_SECRET_KEY": upstream.token}
-        env.pop("TRIGGER_ACCESS_TOKEN", None)
+        env = sync_env(upstream.token)
         command = [sys.executable, "-m", "replica", "sync", "--db", str(db)]
         command += ["--api-url", upstream.url]
         for i in range(shapes):
