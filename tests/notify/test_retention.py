@@ -117,3 +117,40 @@ def test_durations() -> None:
 def test_max_age_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REPLICA_CHANGES_MAX_AGE", "2d")
     assert Retention().max_age == timedelta(days=2)
+
+
+@pytest.mark.anyio
+async def test_the_engine_prunes_as_it_syncs(devserver, store: Store, db_path: Path) -> None:
+    import asyncio
+
+    import httpx
+
+    from replica.engine import Engine
+    from replica.sources.subscriptions import trigger_sources
+
+    run_id = devserver.trigger("t", {}, tags=["user:1"])
+    retention = Retention(min_age=timedelta(0), interval=0)  # prune after every commit
+    async with httpx.AsyncClient(timeout=10) as client:
+        sources = trigger_sources(
+            client, token=devserver.secret_key, api_url=devserver.url, tags=["user:1"]
+        )
+        engine = Engine(store, client, retention=retention)
+        task = asyncio.create_task(engine.run(sources))
+
+        async def pruned_through(at_least: int) -> int:
+            for _ in range(200):
+                rows = store.conn.execute("SELECT pruned_through FROM _replica_log_state")
+                value = rows.fetchall()[0][0]
+                if value >= at_least:
+                    break
+                await asyncio.sleep(0.05)
+            return value
+
+        assert await pruned_through(1) == 1  # the snapshot's insert, pruned after commit
+        devserver.start_run(run_id)
+        devserver.complete_run(run_id, {"ok": True})
+        through = await pruned_through(3)
+        engine.stop()
+        await task
+    assert through >= 3  # the insert, the start and the completion: nobody needs them
+    assert [e["seq"] for e in log_entries(db_path)] == []
