@@ -21,9 +21,10 @@ from replica.models import Run
 from replica.notify import runs as run_streams
 from replica.notify.changes import DERIVED_TABLES, TableSpecs, head_seq
 from replica.notify.consumers import ConsumerCursors, ConsumerStatus, RetryPolicy, make_owner
-from replica.notify.dispatch import Dispatcher, Subscription
+from replica.notify.dispatch import Dispatcher
 from replica.notify.filters import FilterEvaluator, parse_filter
 from replica.notify.live import LiveQuery
+from replica.notify.subscriptions import Subscription
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
 from replica.settings import default_db
 from replica.store.database import connect, migrate

@@ -17,8 +17,8 @@ from replica.api import Replica
 from replica.commands.common import db_option, logging_options
 from replica.errors import DatabaseError, ReplicaError
 from replica.notify.changes import Change, TableSpecs
-from replica.notify.dispatch import StopDelivery
 from replica.notify.filters import parse_filter
+from replica.notify.subscriptions import StopDelivery
 from replica.store.database import connect, schema_version
 
 log = logging.getLogger(__name__)

@@ -14,21 +14,27 @@ import asyncio
 import contextlib
 import enum
 import functools
-import inspect
 import logging
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from replica.notify.changes import Change, LogReader, reset_change
-from replica.notify.consumers import LEASE_SECONDS, ConsumerCursors, RetryPolicy, lease_free
-from replica.notify.filters import FilterError, FilterEvaluationError, FilterEvaluator, RowFilter
+from replica.notify.changes import Change, LogReader
+from replica.notify.consumers import LEASE_SECONDS, ConsumerCursors, lease_free
+from replica.notify.filters import FilterError, FilterEvaluationError, FilterEvaluator
+from replica.notify.subscriptions import (
+    FilterFailure,
+    NextBatch,
+    StopDelivery,
+    Subscription,
+    next_batch,
+)
 from replica.notify.wake import ChangeSignal, Pulse
-from replica.store.database import connect, now_iso
+from replica.store.database import connect
 
 log = logging.getLogger(__name__)
 
@@ -40,64 +46,10 @@ BATCH_SIZE = 200
 SAVE_SKIPPED_EVERY = 1.0
 
 
-class StopDelivery(Exception):
-    """Raised by a callback to end listening without acknowledging the change (e.g. the
-    reader of `replica watch` went away)."""
-
-
-@dataclass(eq=False)
-class Subscription:
-    """A registered callback (see `Replica.on_change`).
-
-    `cursor` is where an anonymous subscription stands (in memory); a durable one
-    (`consumer` set) keeps its cursor in the database. `state`/`last_error` show how an
-    anonymous one is doing (durable ones: `_replica_consumers`).
-    """
-
-    callback: Callable[..., Any]
-    table: str | None = None
-    row_filter: RowFilter | None = None
-    ops: frozenset[str] | None = None
-    consumer: str | None = None
-    transactional: bool = False
-    retry: RetryPolicy = field(default_factory=RetryPolicy)
-    cursor: int = 0
-    state: str = "ok"
-    last_error: str | None = None
-
-    @property
-    def is_async(self) -> bool:
-        call = self.callback
-        return inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(
-            getattr(call, "__call__", None)  # noqa: B004 - an async __call__ counts
-        )
-
-    @property
-    def label(self) -> str:
-        if self.consumer:
-            return f"consumer {self.consumer!r}"
-        name = getattr(self.callback, "__qualname__", None) or repr(self.callback)
-        return f"callback {name}"
-
-
 class _Outcome(enum.Enum):
     DELIVERED = 1
     PARKED = 2
     LEASE_LOST = 3
-
-
-@dataclass
-class _FilterFailure:
-    """Stands in for a change SQLite could not evaluate the filter on."""
-
-    seq: int
-    error: FilterError | FilterEvaluationError
-
-
-@dataclass
-class _Read:
-    items: list[Change | _FilterFailure]
-    through: int
 
 
 @dataclass(eq=False)
@@ -109,7 +61,6 @@ class _Runner:
     saved: int = 0  # durable: the cursor as stored
     saved_at: float = 0.0
     lease_lost: bool = False
-    prepared: tuple[str, ...] | None = None  # columns its filter was compiled against
 
 
 class Dispatcher:
@@ -347,43 +298,19 @@ class Dispatcher:
                     # Caught up with every commit heard of: a later one moves the pulse.
                     await log_pulse.wait(seen)
 
-    def _read(self, runner: _Runner) -> _Read:
-        """The next batch for a subscription: its table and ops, its filter applied."""
-        reader, sub = self.reader, runner.sub
-        assert reader is not None and self.evaluator is not None
-        batch = reader.read(runner.cursor, limit=self.batch_size, table=sub.table, ops=sub.ops)
-        if batch.reset is not None:
-            return _Read([reset_change(batch.reset)], batch.through)
-        logged = batch.changes
-        items: list[Change | _FilterFailure] = []
-        through = batch.through
-        if sub.row_filter is not None and logged:
-            spec = reader.specs.get(logged[0].table)
-            try:
-                assert spec is not None
-                if runner.prepared != spec.column_names:
-                    self.evaluator.prepare(sub.row_filter, spec)
-                    runner.prepared = spec.column_names
-                subjects = [(c.seq, c.subject) for c in logged if c.subject is not None]
-                keep = self.evaluator.matching(sub.row_filter, spec, subjects)
-            except FilterError as exc:
-                return _Read([_FilterFailure(logged[0].seq, exc)], logged[0].seq - 1)
-            except FilterEvaluationError as exc:
-                keep = exc.matched
-                logged = [c for c in logged if c.seq < exc.seq]
-                items.append(_FilterFailure(exc.seq, exc))
-                through = exc.seq - 1
-            logged = [c for c in logged if c.seq in keep]
-        changes: list[Change | _FilterFailure] = [reader.to_change(c) for c in logged]
-        return _Read(changes + items, through)
+    def _read(self, runner: _Runner) -> NextBatch:
+        assert self.reader is not None and self.evaluator is not None
+        return next_batch(
+            self.reader, self.evaluator, runner.sub, runner.cursor, limit=self.batch_size
+        )
 
-    async def _deliver(self, runner: _Runner, item: Change | _FilterFailure) -> _Outcome:
+    async def _deliver(self, runner: _Runner, item: Change | FilterFailure) -> _Outcome:
         """Deliver one change, retrying with back-off; parked after `retry.attempts`."""
         sub = runner.sub
         failures = 0
         while True:
             try:
-                if isinstance(item, _FilterFailure):
+                if isinstance(item, FilterFailure):
                     raise item.error
                 return await self._attempt(runner, item)
             except StopDelivery:
@@ -523,4 +450,4 @@ def _iso_in(seconds: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
-__all__ = ["BATCH_SIZE", "Dispatcher", "StopDelivery", "Subscription", "now_iso"]
+__all__ = ["BATCH_SIZE", "Dispatcher"]
