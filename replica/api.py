@@ -46,9 +46,11 @@ class QueryRefusedError(ReplicaError):
 class Replica:
     """A replica database: `Replica("replica.db")` opens it, creating it if needed.
 
-    Nothing here talks to the network; `replica sync` (or, later, `Replica.sync`) fills
-    the database. Use it as a context manager or call `close()`. Methods may be called from
-    any thread; `listen()` blocks the calling thread, `alisten()` is its async twin.
+    Nothing here talks to the network; `replica sync` fills the database (in-process
+    syncing, `sync`/`async_sync`, belongs beside these methods and should build its
+    `Engine` with `on_commit=self.notify_committed`). Use it as a context manager or call
+    `close()`. Methods may be called from any thread; `listen()` blocks the calling thread,
+    `alisten()` is its async twin.
     """
 
     def __init__(
@@ -128,11 +130,11 @@ class Replica:
 
     def runs(
         self,
-        *,
         tag: str | Sequence[str] | None = None,
         status: str | Sequence[str] | None = None,
         task: str | None = None,
         limit: int | None = None,
+        *,
         include_detached: bool = False,
         model: type[RunT] = Run,  # type: ignore[assignment]
     ) -> list[RunT]:
