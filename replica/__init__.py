@@ -4,8 +4,11 @@ The public Python API is re-exported here; everything else lives in modules whos
 say what they hold.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from replica._version import __version__
-from replica.api import Replica
 from replica.errors import (
     DatabaseError,
     DatabaseLockedError,
@@ -21,8 +24,26 @@ from replica.errors import (
     UpstreamError,
     ValueParseError,
 )
-from replica.models import Run
-from replica.notify.changes import Change
+
+if TYPE_CHECKING:
+    from replica.api import Replica
+    from replica.models import Run
+    from replica.notify.changes import Change
+
+# The Python API pulls in pydantic; the command line mostly does not need it, so these
+# names are imported on first use.
+_LAZY = {"Replica": "replica.api", "Run": "replica.models", "Change": "replica.notify.changes"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'replica' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
 
 __all__ = [
     "Change",
