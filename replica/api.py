@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import sqlite3
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from replica.errors import DatabaseError, ReplicaError
+from replica.errors import QueryRefusedError, ReplicaError
 from replica.models import Run
 from replica.notify import runs as run_streams
 from replica.notify.changes import DERIVED_TABLES, TableSpecs, head_seq
@@ -28,6 +27,7 @@ from replica.notify.subscriptions import Subscription
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
 from replica.settings import default_db
 from replica.store.database import connect, migrate
+from replica.store.readonly import open_readonly, run_query
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +35,6 @@ F = TypeVar("F", bound=Callable[..., Any])
 RunT = TypeVar("RunT", bound=Run[Any, Any])
 
 _OPS = frozenset({"insert", "update", "delete"})
-
-
-class QueryRefusedError(ReplicaError):
-    """`Replica.query` was asked to change the database or reach outside it."""
-
-    hint = "Replica.query is read-only"
 
 
 class Replica:
@@ -65,9 +59,7 @@ class Replica:
         self._conn = connect(self.path)  # consumer bookkeeping; never holds a transaction
         try:
             migrate(self._conn)
-            self._reader = connect(self.path, readonly=True)
-            self._reader.execute("PRAGMA query_only = 1")
-            self._reader.set_authorizer(_authorize)
+            self._reader = open_readonly(self.path)
         except BaseException:
             self._conn.close()
             raise
@@ -106,19 +98,7 @@ class Replica:
     ) -> list[dict[str, Any]]:
         """Run a read-only SQL query; rows as dicts (JSON columns as JSON text)."""
         with self._lock:
-            try:
-                cursor = self._reader.execute(sql, params)
-                rows = cursor.fetchall()
-            except sqlite3.DatabaseError as exc:
-                text = str(exc)
-                if "not authorized" in text or "readonly" in text or "query_only" in text:
-                    raise QueryRefusedError(f"query refused: {text}") from None
-                raise DatabaseError(f"query failed: {text}", hint="check the SQL") from None
-            except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:  # several statements
-                raise DatabaseError(
-                    f"query failed: {exc}", hint="one statement at a time"
-                ) from None
-            names = [d[0] for d in cursor.description or ()]
+            names, rows = run_query(self._reader, sql, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
     def run(self, run_id: str, *, model: type[RunT] = Run) -> RunT | None:  # type: ignore[assignment]
@@ -404,19 +384,6 @@ class Replica:
         return run_streams.subscribe_to_batch(  # type: ignore[return-value]
             self.path, self._signal, batch_id, model=model
         )
-
-
-_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
-
-
-def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    if action in _DENIED:
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
-        return sqlite3.SQLITE_DENY  # setting a pragma; reading one is fine
-    return sqlite3.SQLITE_OK
 
 
 __all__ = ["QueryRefusedError", "Replica"]

@@ -176,3 +176,9 @@ class ApplyError(DatabaseError):
     rolled back and nothing of it was written."""
 
     hint = "the batch will be retried; if it persists, the upstream sends rows replica cannot store"
+
+
+class QueryRefusedError(DatabaseError):
+    """A query tried to change the replica or reach outside it."""
+
+    hint = "queries are read-only: query the replica, do not change it"

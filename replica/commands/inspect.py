@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import click
@@ -17,8 +15,9 @@ from replica.commands.common import (
     render_table,
 )
 from replica.commands.consumer_status import consumer_entries, consumer_table
-from replica.errors import DatabaseError, ReplicaError
-from replica.store.database import WriterLock, connect, schema_version
+from replica.errors import DatabaseError
+from replica.store.database import WriterLock, schema_version
+from replica.store.readonly import open_readonly, run_query
 
 STATUS_COLUMNS = (
     "id",
@@ -32,41 +31,6 @@ STATUS_COLUMNS = (
     "last_error",
     "next_retry_at",
 )
-
-
-class QueryRefusedError(ReplicaError):
-    """A query tried to change the database or reach outside it."""
-
-    hint = "replica query is read-only; query the replica, do not change it"
-
-
-def open_readonly(db_path: str) -> sqlite3.Connection:
-    """A read-only connection to an existing replica database."""
-    path = Path(db_path)
-    if not path.exists():
-        raise DatabaseError(
-            f"database {path} does not exist", hint="run replica sync first, or pass --db"
-        )
-    conn = connect(path, readonly=True)
-    conn.execute("PRAGMA query_only = 1")
-    conn.set_authorizer(_authorize)
-    return conn
-
-
-_DENIED = {
-    sqlite3.SQLITE_ATTACH: "attach another database",
-    sqlite3.SQLITE_DETACH: "detach a database",
-}
-
-
-def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    if action in _DENIED:
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
-        return sqlite3.SQLITE_DENY  # setting a pragma; reading one is fine
-    return sqlite3.SQLITE_OK
 
 
 @click.command()
@@ -119,17 +83,7 @@ def query(sql: str, db_path: str, as_json: bool, as_csv: bool) -> None:
     if as_json and as_csv:
         raise click.UsageError("choose one of --json and --csv")
     conn = open_readonly(db_path)
-    try:
-        cursor = conn.execute(sql)
-        rows = cursor.fetchall()
-    except sqlite3.DatabaseError as exc:
-        text = str(exc)
-        if "not authorized" in text or "readonly" in text or "query_only" in text:
-            raise QueryRefusedError(f"query refused: {text}") from None
-        raise DatabaseError(f"query failed: {text}", hint="check the SQL") from None
-    except sqlite3.Warning as exc:
-        raise DatabaseError(f"query failed: {exc}", hint="run one statement at a time") from None
-    columns = [d[0] for d in cursor.description or ()]
+    columns, rows = run_query(conn, sql)
     if not columns:
         return
     if as_json:
@@ -147,4 +101,3 @@ def _jsonable(value: Any) -> Any:
 
 
 __all__ = ["query", "status"]
-_ = json

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 
 from replica.commands.common import db_option, logging_options
-from replica.commands.inspect import open_readonly
 from replica.errors import DatabaseError
 from replica.store import Store
+from replica.store.readonly import open_readonly
 
 
 @click.command()
