@@ -4,9 +4,8 @@ The public Python API is re-exported here; everything else lives in modules whos
 say what they hold.
 """
 
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
+import importlib as _importlib
+import typing as _typing
 
 from replica._version import __version__
 from replica.errors import (
@@ -17,6 +16,7 @@ from replica.errors import (
     MalformedResponseError,
     MissingHeadersError,
     ProtocolError,
+    QueryRefusedError,
     ReplicaError,
     RetriesExhaustedError,
     ShapeDefinitionError,
@@ -25,35 +25,46 @@ from replica.errors import (
     ValueParseError,
 )
 
-if TYPE_CHECKING:
+if _typing.TYPE_CHECKING:
     from replica.api import Replica
+    from replica.feeds import Feed, batch, electric, run_feed, tag
     from replica.models import Run
     from replica.notify.changes import Change
 
 # The Python API pulls in pydantic; the command line mostly does not need it, so these
 # names are imported on first use.
-_LAZY = {"Replica": "replica.api", "Run": "replica.models", "Change": "replica.notify.changes"}
+_LAZY = {
+    "Change": "replica.notify.changes",
+    "Feed": "replica.feeds",
+    "Replica": "replica.api",
+    "Run": "replica.models",
+    "batch": "replica.feeds",
+    "electric": "replica.feeds",
+    "run_feed": "replica.feeds",
+    "tag": "replica.feeds",
+}
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'replica' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(_importlib.import_module(module), name)
     globals()[name] = value
     return value
+
 
 __all__ = [
     "Change",
     "DatabaseError",
     "DatabaseLockedError",
     "FastLoopError",
+    "Feed",
     "InvalidPositionError",
     "MalformedResponseError",
     "MissingHeadersError",
     "ProtocolError",
+    "QueryRefusedError",
     "Replica",
     "ReplicaError",
     "RetriesExhaustedError",
@@ -63,4 +74,8 @@ __all__ = [
     "UpstreamError",
     "ValueParseError",
     "__version__",
+    "batch",
+    "electric",
+    "run_feed",
+    "tag",
 ]

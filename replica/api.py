@@ -8,6 +8,7 @@ like the Trigger.dev SDK's streams. See docs/callbacks.md.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import threading
@@ -15,7 +16,11 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+import httpx
+
+from replica.engine import Engine
 from replica.errors import QueryRefusedError, ReplicaError
+from replica.feeds import Feed
 from replica.models import Run
 from replica.notify import runs as run_streams
 from replica.notify.changes import DERIVED_TABLES, TableSpecs, head_seq
@@ -26,6 +31,7 @@ from replica.notify.live import LiveQuery
 from replica.notify.subscriptions import Subscription
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
 from replica.settings import default_db
+from replica.store import Store
 from replica.store.database import connect, migrate
 from replica.store.readonly import open_readonly, run_query
 
@@ -40,10 +46,9 @@ _OPS = frozenset({"insert", "update", "delete"})
 class Replica:
     """A replica database: `Replica("replica.db")` opens it, creating it if needed.
 
-    Nothing here talks to the network; `replica sync` fills the database (in-process
-    syncing, `sync`/`async_sync`, belongs beside these methods and should build its
-    `Engine` with `on_commit=self.notify_committed`). Use it as a context manager or call
-    `close()`. Methods may be called from any thread; `listen()` blocks the calling thread,
+    Opening talks to no network; `replica sync` fills the database, or `sync()` /
+    `async_sync()` from this process. Use it as a context manager or call `close()`.
+    Methods may be called from any thread; `listen()` blocks the calling thread,
     `alisten()` is its async twin.
     """
 
@@ -67,6 +72,7 @@ class Replica:
         self._owner = make_owner()
         self._subscriptions: list[Subscription] = []
         self._dispatchers: set[Dispatcher] = set()
+        self._engines: set[tuple[Engine, asyncio.AbstractEventLoop]] = set()
         self._closed = False
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -77,6 +83,7 @@ class Replica:
             return
         self._closed = True
         self.stop()
+        self.stop_sync()
         self._signal.close()
         with self._lock:
             self._reader.close()
@@ -312,6 +319,55 @@ class Replica:
         The sync engine calls this (its `on_commit` hook) so same-process callbacks run at
         once instead of at the next file event or poll. Thread-safe, cheap."""
         self._signal.notify(seq)
+
+    # -- syncing in this process ------------------------------------------------------------
+
+    def sync(self, *feeds: Feed, once: bool = False, verify: bool = True) -> bool:
+        """Follow feeds into this database from this process (what `replica sync` does).
+
+        `db.sync(replica.tag("user:1234"), once=True)` returns once everything is up to
+        date; without `once` it runs until `stop_sync()` or Ctrl-C. Returns False if a feed
+        failed (the error is logged and in `replica status`). Callbacks registered on this
+        object and listening in this process are woken at every commit.
+        """
+        return asyncio.run(self.async_sync(*feeds, once=once, verify=verify))
+
+    async def async_sync(
+        self,
+        *feeds: Feed,
+        once: bool = False,
+        verify: bool = True,
+        client: httpx.AsyncClient | None = None,
+    ) -> bool:
+        """`sync()` for async code: runs until up to date (`once`), `stop_sync()` or
+        cancellation. `client` lets you share an httpx client (TLS settings, proxies)."""
+        if self._closed:
+            raise ReplicaError(f"{self!r} is closed")
+        if not feeds:
+            raise ReplicaError("nothing to sync", hint="pass feeds: db.sync(replica.tag('x'))")
+        async with contextlib.AsyncExitStack() as stack:
+            if client is None:
+                client = await stack.enter_async_context(
+                    httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(60.0, connect=10.0))
+                )
+            sources = [source for feed in feeds for source in feed.sources(client)]
+            store = stack.enter_context(Store(self.path))
+            engine = Engine(store, client, once=once, on_commit=self.notify_committed)
+            loop = asyncio.get_running_loop()
+            with self._lock:
+                self._engines.add((engine, loop))
+            try:
+                return await engine.run(sources)
+            finally:
+                with self._lock:
+                    self._engines.discard((engine, loop))
+
+    def stop_sync(self) -> None:
+        """End `sync()`/`async_sync()` calls cleanly (thread-safe)."""
+        with self._lock:
+            engines = list(self._engines)
+        for engine, loop in engines:
+            loop.call_soon_threadsafe(engine.stop)
 
     # -- durable consumers ----------------------------------------------------------------
 

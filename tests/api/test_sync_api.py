@@ -1,0 +1,84 @@
+"""In-process syncing through the Python API, against the emulator."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+
+import pytest
+
+import replica
+from replica.devserver import DevServer
+from replica.devserver.testing import devserver, devserver_factory  # noqa: F401
+from replica.errors import ShapeDefinitionError
+from replica.settings import MissingTokenError
+
+
+def test_sync_once_fills_the_database_and_returns_true(
+    tmp_path: Path,
+    devserver: DevServer,  # noqa: F811
+) -> None:
+    ids = {devserver.trigger("send-email", {"n": i}, tags=["user:1"]) for i in range(3)}
+    devserver.define_table("items", {"id": "int4", "title": "text"}, primary_key="id")
+    devserver.insert("items", {"id": 1, "title": "a"})
+    feeds = [
+        replica.tag("user:1", token=devserver.secret_key, api_url=devserver.url),
+        replica.electric(devserver.url, "items"),
+    ]
+    with replica.Replica(tmp_path / "r.db") as db:
+        assert db.sync(*feeds, once=True) is True
+        assert {r.id for r in db.runs(tag="user:1")} == ids
+        assert db.query("select title from items") == [{"title": "a"}]
+
+
+def test_async_sync_wakes_callbacks_in_the_same_process(
+    tmp_path: Path,
+    devserver: DevServer,  # noqa: F811
+) -> None:
+    run_id = devserver.trigger("send-email", {}, tags=["t"])
+    seen: list[tuple[str, str]] = []
+
+    async def main() -> None:
+        with replica.Replica(tmp_path / "r.db") as db:
+
+            @db.on_change("runs", start="beginning")
+            def record(change: replica.Change) -> None:
+                seen.append((change.op, change.row["status"] if change.row else ""))
+                if change.row and change.row["status"] == "EXECUTING":
+                    db.stop()
+                    db.stop_sync()
+
+            feed = replica.tag("t", token=devserver.secret_key, api_url=devserver.url)
+            syncing = asyncio.create_task(db.async_sync(feed))
+            listening = asyncio.create_task(db.alisten(timeout=20))
+            await asyncio.sleep(0.5)
+            await asyncio.to_thread(devserver.set_status, run_id, "EXECUTING")
+            await asyncio.wait_for(asyncio.gather(syncing, listening), 30)
+
+    asyncio.run(main())
+    assert seen[0] == ("insert", "QUEUED")
+    assert seen[-1] == ("update", "EXECUTING")
+
+
+def test_stop_sync_from_another_thread(tmp_path: Path, devserver: DevServer) -> None:  # noqa: F811
+    devserver.trigger("send-email", {}, tags=["t"])
+    with replica.Replica(tmp_path / "r.db") as db:
+        timer = threading.Timer(1.5, db.stop_sync)
+        timer.start()
+        assert db.sync(replica.tag("t", token=devserver.secret_key, api_url=devserver.url))
+        timer.join()
+        assert len(db.runs()) == 1
+
+
+def test_feeds_check_their_input_before_any_request(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TRIGGER_SECRET_KEY", raising=False)
+    monkeypatch.delenv("TRIGGER_ACCESS_TOKEN", raising=False)
+    with pytest.raises(MissingTokenError):
+        replica.tag("user:1")
+    with pytest.raises(ShapeDefinitionError):
+        replica.run_feed("not-a-run", token="tr_dev_x")
+    with pytest.raises(ShapeDefinitionError):
+        replica.electric("http://localhost:3000", "items", where="id >")
+    feed = replica.batch("batch_abc", token="tr_dev_secret")
+    assert "tr_dev_secret" not in repr(feed)
