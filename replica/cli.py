@@ -6,6 +6,7 @@ for usage errors, 1 for failures at run time (`--debug` shows the traceback).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
 import traceback
@@ -14,19 +15,38 @@ import click
 
 from replica import logs
 from replica._version import __version__
-from replica.commands.demo import demo
-from replica.commands.inspect import query, status
-from replica.commands.reset import reset
-from replica.commands.sync import sync
-from replica.commands.watch import watch
-from replica.devserver.command import dev_server
 from replica.errors import ReplicaError
+
+#: Commands and where they live; a command's module is imported only when it runs (or
+#: when `--help` lists them), so `replica status` does not pay for the emulator's imports.
+COMMANDS = {
+    "demo": "replica.commands.demo:demo",
+    "dev-server": "replica.devserver.command:dev_server",
+    "query": "replica.commands.inspect:query",
+    "reset": "replica.commands.reset:reset",
+    "status": "replica.commands.inspect:status",
+    "sync": "replica.commands.sync:sync",
+    "watch": "replica.commands.watch:watch",
+}
 
 log = logging.getLogger(__name__)
 
 
 class _Group(click.Group):
-    """A click group whose errors are one `Error:` line instead of a usage dump."""
+    """A click group whose errors are one `Error:` line instead of a usage dump, and whose
+    commands are imported on demand."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attr = target.split(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         debug = "--debug" in sys.argv[1:]
@@ -73,15 +93,6 @@ def cli(ctx: click.Context, debug: bool, json_logs: bool) -> None:
     """Keep a live local SQLite replica of Trigger.dev runs and ElectricSQL shapes."""
     ctx.obj = {"debug": debug, "json_logs": json_logs}
     logs.configure(debug=debug, json_lines=json_logs)
-
-
-cli.add_command(sync)
-cli.add_command(status)
-cli.add_command(query)
-cli.add_command(watch)
-cli.add_command(reset)
-cli.add_command(demo)
-cli.add_command(dev_server)
 
 
 def main() -> None:
