@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import threading
@@ -30,6 +31,7 @@ from replica.notify.filters import FilterEvaluator, parse_filter
 from replica.notify.live import LiveQuery
 from replica.notify.subscriptions import Subscription
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
+from replica.run_queries import run_model, select_runs
 from replica.settings import default_db
 from replica.store import Store
 from replica.store.database import connect, migrate
@@ -108,12 +110,22 @@ class Replica:
             names, rows = run_query(self._reader, sql, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
-    def run(self, run_id: str, *, model: type[RunT] = Run) -> RunT | None:  # type: ignore[assignment]
+    def run(
+        self,
+        run_id: str,
+        *,
+        model: type[RunT] = Run,  # type: ignore[assignment]
+        payload_model: type[Any] | None = None,
+        output_model: type[Any] | None = None,
+    ) -> RunT | None:
         """The run with this id (`run_...`) as a typed `Run`, or None if not replicated.
 
-        `model=Run[MyPayload, MyOutput]` validates payload and output into your models."""
+        `payload_model=MyPayload, output_model=MyOutput` (or `model=Run[MyPayload,
+        MyOutput]`, the spelling type checkers follow) validates payload and output into
+        your models; a run that does not fit raises pydantic's `ValidationError`."""
+        chosen = run_model(model, payload_model, output_model)
         rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return model.from_row(rows[0]) if rows else None  # type: ignore[return-value]
+        return chosen.from_row(rows[0]) if rows else None  # type: ignore[return-value]
 
     def runs(
         self,
@@ -124,36 +136,71 @@ class Replica:
         *,
         include_detached: bool = False,
         model: type[RunT] = Run,  # type: ignore[assignment]
+        payload_model: type[Any] | None = None,
+        output_model: type[Any] | None = None,
     ) -> list[RunT]:
         """Runs, newest first: with every one of `tag`s, any of `status`es (public
         RunStatus values), of `task`. Runs no subscribed shape holds any more are history
-        and left out unless `include_detached`."""
-        where, params = [], []
-        if not include_detached:
-            where.append("detached_at IS NULL")
-        if tag is not None:
-            tags = sorted({tag} if isinstance(tag, str) else set(tag))
-            marks = ", ".join("?" for _ in tags)
-            where.append(
-                f"id IN (SELECT run_id FROM run_tags WHERE tag IN ({marks}) GROUP BY run_id "
-                "HAVING count(DISTINCT tag) = ?)"
+        and left out unless `include_detached`. Models as for `run()`."""
+        chosen = run_model(model, payload_model, output_model)
+        sql, params = select_runs(tag, status, task, limit, include_detached=include_detached)
+        return [chosen.from_row(row) for row in self.query(sql, params)]  # type: ignore[misc]
+
+    # Async twins of the reads, for event loops (web apps): the same call on a worker
+    # thread, so a large result never stalls the loop. Reads share one connection and run
+    # one at a time.
+
+    async def aquery(
+        self, sql: str, params: Sequence[Any] | Mapping[str, Any] = ()
+    ) -> list[dict[str, Any]]:
+        """`query()` for async code (runs in a worker thread)."""
+        return await asyncio.to_thread(self.query, sql, params)
+
+    async def arun(
+        self,
+        run_id: str,
+        *,
+        model: type[RunT] = Run,  # type: ignore[assignment]
+        payload_model: type[Any] | None = None,
+        output_model: type[Any] | None = None,
+    ) -> RunT | None:
+        """`run()` for async code (runs in a worker thread)."""
+        return await asyncio.to_thread(
+            functools.partial(
+                self.run,
+                run_id,
+                model=model,
+                payload_model=payload_model,
+                output_model=output_model,
             )
-            params += [*tags, len(tags)]
-        if status is not None:
-            statuses = [status] if isinstance(status, str) else list(status)
-            where.append(f"status IN ({', '.join('?' for _ in statuses)})")
-            params += statuses
-        if task is not None:
-            where.append("task_identifier = ?")
-            params.append(task)
-        sql = "SELECT * FROM runs"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY created_at DESC, id DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            params.append(int(limit))
-        return [model.from_row(row) for row in self.query(sql, params)]  # type: ignore[misc]
+        )
+
+    async def aruns(
+        self,
+        tag: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        *,
+        include_detached: bool = False,
+        model: type[RunT] = Run,  # type: ignore[assignment]
+        payload_model: type[Any] | None = None,
+        output_model: type[Any] | None = None,
+    ) -> list[RunT]:
+        """`runs()` for async code (runs in a worker thread)."""
+        return await asyncio.to_thread(
+            functools.partial(
+                self.runs,
+                tag,
+                status,
+                task,
+                limit,
+                include_detached=include_detached,
+                model=model,
+                payload_model=payload_model,
+                output_model=output_model,
+            )
+        )
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -408,15 +455,18 @@ class Replica:
         *,
         stop_on_completion: bool = True,
         model: type[RunT] = Run,  # type: ignore[assignment]
+        payload_model: type[Any] | None = None,
+        output_model: type[Any] | None = None,
     ) -> AsyncIterator[RunT]:
         """`async for run in db.subscribe_to_run(id)`: the run now, then on every change;
-        ends after yielding it finished (`finished_at` set), unless told otherwise."""
+        ends after yielding it finished (`finished_at` set), unless told otherwise. Models
+        as for `run()`."""
         return run_streams.subscribe_to_run(  # type: ignore[return-value]
             self.path,
             self._signal,
             run_id,
             stop_on_completion=stop_on_completion,
-            model=model,
+            model=run_model(model, payload_model, output_model),
         )
 
     def subscribe_to_runs_with_tag(
@@ -424,10 +474,12 @@ class Replica:
         tag: str | Sequence[str],
         *,
         model: type[RunT] = Run,  # type: ignore[assignment]
+        payload_model: type[Any] | None = None,
+        output_model: type[Any] | None = None,
     ) -> AsyncIterator[RunT]:
         """Runs with the tag (all of several tags), now and as they change; never ends."""
         return run_streams.subscribe_to_runs_with_tag(  # type: ignore[return-value]
-            self.path, self._signal, tag, model=model
+            self.path, self._signal, tag, model=run_model(model, payload_model, output_model)
         )
 
     def subscribe_to_batch(
@@ -435,10 +487,12 @@ class Replica:
         batch_id: str,
         *,
         model: type[RunT] = Run,  # type: ignore[assignment]
+        payload_model: type[Any] | None = None,
+        output_model: type[Any] | None = None,
     ) -> AsyncIterator[RunT]:
         """The runs of a batch synced with `replica sync --batch`; never ends."""
         return run_streams.subscribe_to_batch(  # type: ignore[return-value]
-            self.path, self._signal, batch_id, model=model
+            self.path, self._signal, batch_id, model=run_model(model, payload_model, output_model)
         )
 
 

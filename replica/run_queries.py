@@ -1,0 +1,76 @@
+"""Reading typed runs: the SQL behind `Replica.run`/`Replica.runs`, and which `Run` model
+validates the rows.
+
+Kept apart from `replica.api` so that the facade stays a facade; nothing here touches a
+connection.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from replica.errors import ReplicaError
+from replica.models import Run
+
+
+def run_model(
+    model: type[Run[Any, Any]],
+    payload_model: Any = None,
+    output_model: Any = None,
+) -> type[Run[Any, Any]]:
+    """The model to validate rows into: `model`, or `Run[payload_model, output_model]`.
+
+    `payload_model=`/`output_model=` are shorthands for `model=Run[P, O]` (a side left out
+    stays untyped, `Any`); giving both spellings at once is ambiguous and refused."""
+    if payload_model is None and output_model is None:
+        return model
+    if model is not Run:
+        raise ReplicaError(
+            "model= and payload_model=/output_model= were both given",
+            hint="pass model=Run[Payload, Output], or payload_model=/output_model= alone",
+        )
+    return Run[
+        payload_model if payload_model is not None else Any,  # type: ignore[valid-type]
+        output_model if output_model is not None else Any,  # type: ignore[valid-type]
+    ]
+
+
+def select_runs(
+    tag: str | Sequence[str] | None = None,
+    status: str | Sequence[str] | None = None,
+    task: str | None = None,
+    limit: int | None = None,
+    *,
+    include_detached: bool = False,
+) -> tuple[str, list[Any]]:
+    """`SELECT * FROM runs` with every one of `tag`s, any of `status`es, of `task`, newest
+    first; runs that left every subscribed shape only with `include_detached`."""
+    where: list[str] = []
+    params: list[Any] = []
+    if not include_detached:
+        where.append("detached_at IS NULL")
+    if tag is not None:
+        tags = sorted({tag} if isinstance(tag, str) else set(tag))
+        marks = ", ".join("?" for _ in tags)
+        # run_tags is indexed by tag; "all of these tags" is a count over the matches.
+        where.append(
+            f"id IN (SELECT run_id FROM run_tags WHERE tag IN ({marks}) GROUP BY run_id "
+            "HAVING count(DISTINCT tag) = ?)"
+        )
+        params += [*tags, len(tags)]
+    if status is not None:
+        statuses = [status] if isinstance(status, str) else list(status)
+        where.append(f"status IN ({', '.join('?' for _ in statuses)})")
+        params += statuses
+    if task is not None:
+        where.append("task_identifier = ?")
+        params.append(task)
+    sql = "SELECT * FROM runs"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY created_at DESC, id DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    return sql, params
