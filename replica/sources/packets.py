@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import logging
 import math
-import re
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -22,6 +21,7 @@ import httpx
 import orjson
 
 from replica.errors import ProtocolError, RetriesExhaustedError
+from replica.protocol.values import has_long_digit_run
 from replica.sources import superjson
 
 __all__ = [
@@ -63,13 +63,11 @@ ProblemHandler = Callable[[str], None]
 
 # -- decoding ----------------------------------------------------------------------------------
 
-# orjson reads integers beyond 64 bits as floats without complaint; a document holding a run
-# of 19+ digits (maybe such an integer) goes to the exact stdlib decoder instead.
-_LONG_DIGITS_RE = re.compile(r"[0-9]{19}")
-
 
 def _loads(text: str) -> Any:
-    if _LONG_DIGITS_RE.search(text) is None:
+    # orjson reads integers beyond 64 bits as floats without complaint; a document holding a
+    # run of 19+ digits (maybe such an integer) goes to the exact stdlib decoder instead.
+    if not has_long_digit_run(text):
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:

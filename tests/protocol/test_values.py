@@ -23,6 +23,7 @@ from replica.protocol.values import (
     DEFAULT_PARSERS,
     RICH_PARSERS,
     RowParser,
+    has_long_digit_run,
     keep_text,
     parse_pg_array,
     parse_schema_header,
@@ -823,3 +824,25 @@ def test_junk_schema_headers_raise_only_malformed_response_errors(header: str) -
     RowParser(schema)  # whatever passes the check is usable
     for info in schema.values():
         assert isinstance(info["type"], str)
+
+
+# -- the big-integer guard ------------------------------------------------------------------
+
+_LONG_RUN = re.compile(r"[0-9]{19}")
+
+
+@given(
+    st.text(
+        alphabet=st.sampled_from([*"0123456789", "a", ",", "é", "٣", "\ud800", "𝟗"]),
+        max_size=80,
+    )
+)
+def test_long_digit_run_check_agrees_with_the_regex(text: str) -> None:
+    assert has_long_digit_run(text) == (_LONG_RUN.search(text) is not None)
+
+
+def test_long_digit_runs_are_found_anywhere() -> None:
+    assert has_long_digit_run('{"n":12345678901234567890}')
+    assert has_long_digit_run("1234567890123456789")
+    assert not has_long_digit_run("123456789012345678,123456789012345678")
+    assert not has_long_digit_run("")
