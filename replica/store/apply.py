@@ -7,10 +7,12 @@ records which shapes hold which rows; the change log is written by triggers (see
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 from collections.abc import Iterable, Sequence
 from itertools import groupby
+from operator import itemgetter
 from typing import Any
 
 from replica.store import sql
@@ -81,11 +83,14 @@ class TableWriter:
             # keeps for statements that fire triggers) are paid once per chunk, not per row.
             self._many(sql.upsert(spec, names, from_stage=False), rows)
         before = self.conn.total_changes
+        members = [(shape_id, spec.name, c.key, generation) for c in batch]
+        with contextlib.suppress(TypeError):  # keys of mixed types: any order will do
+            members.sort(key=itemgetter(2))  # B-tree inserts in key order touch fewer pages
         self._many(
             "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) "
             "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
             "WHERE generation IS NOT excluded.generation",
-            [(shape_id, spec.name, c.key, generation) for c in batch],
+            members,
         )
         return self.conn.total_changes - before
 
