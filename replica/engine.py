@@ -223,6 +223,7 @@ class Engine:
                         table = self.store.tables[table.name]
                     progress.received += len(page.changes)
                     changes = await source.rows(page.changes, table, self._lookup)
+                    page.changes.clear()  # mapped: free the wire rows before the write
                     result = await self._write(
                         self.store.apply,
                         shape_id,

@@ -228,6 +228,9 @@ class ShapeStream:
             try:
                 reply = await self._request(live)
                 batch = self._handle(reply, requested_offset, live)
+                # The body (up to ~10 MB) is parsed: let it go before the consumer works on
+                # the batch, which this frame would otherwise keep alive until the next reply.
+                del reply
             except ProtocolError as exc:
                 if isinstance(exc, UpstreamError) and _out_of_bounds(exc):
                     # Electric answers 400 when our offset is past the end of its log (e.g.
