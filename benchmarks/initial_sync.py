@@ -78,13 +78,15 @@ def replica_sync(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Meas
     env = sync_env(upstream.token)
     command = [sys.executable, "-m", "replica", "sync", "--once", "--tag", TAG]
     command += ["--db", str(db), "--api-url", upstream.url]
-    started = time.perf_counter()
-    proc = subprocess.Popen(
-        command, cwd=db.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    status, rss = _wait(proc, timeout)
-    seconds = time.perf_counter() - started
-    stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    log_path = db.with_suffix(".log")
+    with log_path.open("wb") as log_file:  # a file: an unread pipe would fill and block it
+        started = time.perf_counter()
+        proc = subprocess.Popen(
+            command, cwd=db.parent, env=env, stdout=subprocess.DEVNULL, stderr=log_file
+        )
+        status, rss = _wait(proc, timeout)
+        seconds = time.perf_counter() - started
+    stderr = log_path.read_text(errors="replace")
     if status != 0:
         raise RuntimeError(f"replica sync failed ({status}):\n{stderr[-3000:]}")
     with sqlite3.connect(db) as conn:
@@ -195,12 +197,14 @@ def node_client(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Measu
         Path(f"{db}{suffix}").unlink(missing_ok=True)
     command = ["node", str(NODE_DIR / "materialize.mjs"), upstream.url, upstream.token]
     command += [str(db), TAG]
-    started = time.perf_counter()
-    proc = subprocess.Popen(command, cwd=NODE_DIR, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    status, rss = _wait(proc, timeout)
-    seconds = time.perf_counter() - started
-    out = proc.stdout.read().decode() if proc.stdout else ""
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    out_path, err_path = db.with_suffix(".out"), db.with_suffix(".log")
+    with out_path.open("wb") as out_file, err_path.open("wb") as err_file:
+        started = time.perf_counter()
+        proc = subprocess.Popen(command, cwd=NODE_DIR, stdout=out_file, stderr=err_file)
+        status, rss = _wait(proc, timeout)
+        seconds = time.perf_counter() - started
+    out = out_path.read_text()
+    err = err_path.read_text(errors="replace")
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     done = [e for e in events if e.get("event") == "done"]
     if status != 0 or not done:

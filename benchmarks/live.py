@@ -87,15 +87,18 @@ class SyncProcess:
         command += ["--api-url", upstream.url]
         for i in range(shapes):
             command += ["--tag", _tag(i)]
-        self.proc = subprocess.Popen(
-            command, cwd=db.parent, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        # Its log goes to a file: an unread pipe fills up and blocks the process.
+        self.log_path = db.with_suffix(".log")
+        with self.log_path.open("wb") as log_file:
+            self.proc = subprocess.Popen(
+                command, cwd=db.parent, env=env, stdout=subprocess.DEVNULL, stderr=log_file
+            )
 
     def wait_live(self, timeout: float = 300) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+                err = self.log_path.read_text(errors="replace")
                 raise RuntimeError(f"replica sync exited ({self.proc.returncode}): {err[-2000:]}")
             try:
                 with sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=10) as conn:
