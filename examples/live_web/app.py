@@ -17,7 +17,7 @@ import contextlib
 import html
 import json
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,19 +34,31 @@ COLUMNS = ("id", "task", "status", "progress", "created", "duration")
 
 
 class Hub:
-    """Fans each message out to every open page (one queue per Server-Sent Events client)."""
+    """Fans each message out to every open page (one queue per Server-Sent Events client).
+
+    `close()` ends every open stream: the server calls it when asked to stop, since it
+    waits for open responses before shutting down and an event stream never ends by itself.
+    """
 
     def __init__(self) -> None:
-        self.clients: set[asyncio.Queue[str]] = set()
+        self.clients: set[asyncio.Queue[str | None]] = set()
+        self.closed = False
 
     def publish(self, message: dict[str, Any]) -> None:
         text = json.dumps(message)
         for queue in self.clients:
             queue.put_nowait(text)
 
+    def close(self) -> None:
+        self.closed = True
+        for queue in self.clients:
+            queue.put_nowait(None)  # the end of that stream
+
     @contextlib.contextmanager
-    def subscribe(self) -> Any:
-        queue: asyncio.Queue[str] = asyncio.Queue()
+    def subscribe(self) -> Iterator[asyncio.Queue[str | None]]:
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        if self.closed:
+            queue.put_nowait(None)
         self.clients.add(queue)
         try:
             yield queue
@@ -85,8 +97,8 @@ def create_app(db_path: str | None, tag: str, *, sync: bool = False) -> Starlett
             hub.publish({"reset": True})
         elif change.op == "delete":
             hub.publish({"id": change.key, "deleted": True})
-        elif change.run is not None:
-            hub.publish(run_view(change.run))
+        elif (run := change.run) is not None:
+            hub.publish(run_view(run))
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -126,6 +138,8 @@ def create_app(db_path: str | None, tag: str, *, sync: bool = False) -> Starlett
                     except asyncio.TimeoutError:
                         yield ": keep-alive\n\n"  # proxies close idle connections
                         continue
+                    if message is None:  # shutting down
+                        return
                     yield f"data: {message}\n\n"
 
         return StreamingResponse(
@@ -133,12 +147,28 @@ def create_app(db_path: str | None, tag: str, *, sync: bool = False) -> Starlett
         )
 
     routes = [Route("/", page), Route("/runs.json", runs_json), Route("/events", events)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.hub = hub
+    return app
 
 
-async def serve(server: uvicorn.Server, duration: float | None) -> None:
+class Server(uvicorn.Server):
+    """uvicorn's server, ending the open event streams when told to stop (Ctrl-C, SIGTERM,
+    `--duration`) so that shutdown does not wait for them."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        # A signal handler: hand the work to the event loop rather than touch its queues.
+        asyncio.get_running_loop().call_soon_threadsafe(self.stop)
+        super().handle_exit(sig, frame)
+
+    def stop(self) -> None:
+        self.should_exit = True
+        self.config.app.state.hub.close()
+
+
+async def serve(server: Server, duration: float | None) -> None:
     if duration is not None:
-        asyncio.get_running_loop().call_later(duration, setattr, server, "should_exit", True)
+        asyncio.get_running_loop().call_later(duration, server.stop)
     await server.serve()
 
 
@@ -154,12 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, help="stop after this many seconds")
     args = parser.parse_args(argv)
     app = create_app(args.db, args.tag, sync=args.sync)
-    # Open event streams never end by themselves: give them a second to close on shutdown.
+    # A client that ignores the end of its stream gets a second before being cut off.
     config = uvicorn.Config(
         app, host=args.host, port=args.port, log_level="warning", timeout_graceful_shutdown=1
     )
     print(f"serving http://{args.host}:{args.port}/", flush=True)
-    asyncio.run(serve(uvicorn.Server(config), args.duration))
+    asyncio.run(serve(Server(config), args.duration))
     return 0
 
 

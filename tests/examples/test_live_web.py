@@ -68,6 +68,13 @@ def test_page_lists_the_tag_and_events_follow_changes(
     page = httpx.get(f"{base}/").text
     assert f'<tr id="{second}" class="FAILED">' in page
     assert f'<tr id="{third}" class="QUEUED">' in page
-    # uvicorn shuts down cleanly on SIGTERM, then re-raises the signal (its exit status).
+    # SIGTERM with a page still open: its event stream ends, the app shuts down cleanly
+    # (uvicorn then re-raises the signal: that is its exit status).
+    with httpx.stream("GET", f"{base}/events", timeout=15) as events:
+        lines = events.iter_lines()
+        assert next(lines) == ": connected"
+        app.proc.send_signal(signal.SIGTERM)
+        assert [line for line in lines if line] == []  # ended, not cut off
     assert app.stop() in (0, -signal.SIGTERM)
     assert app.lines[-1] == "stopped"
+    assert "Traceback" not in app.stderr
