@@ -32,14 +32,34 @@ log = logging.getLogger(__name__)
 
 
 @click.command()
-@click.option("--db", "db_path", default="replica-demo.db", show_default=True, metavar="PATH",
-              help="Where to write the demo replica (replaced if it exists).")
-@click.option("--duration", type=click.FloatRange(min=0), metavar="SECONDS",
-              help="Stop after this many seconds (default: run until Ctrl-C).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Simulator seed: the same seed gives the same runs.")
-@click.option("--speed", type=click.FloatRange(min=0.1), default=4.0, show_default=True,
-              help="How much faster than real time simulated runs live.")
+@click.option(
+    "--db",
+    "db_path",
+    default="replica-demo.db",
+    show_default=True,
+    metavar="PATH",
+    help="Where to write the demo replica (replaced if it exists).",
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Stop after this many seconds (default: run until Ctrl-C).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Simulator seed: the same seed gives the same runs.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0.1),
+    default=4.0,
+    show_default=True,
+    help="How much faster than real time simulated runs live.",
+)
 @logging_options
 def demo(db_path: str, duration: float | None, seed: int, speed: float) -> None:
     """Run the emulator with simulated runs and watch tag user:1234 replicate live."""
@@ -56,8 +76,8 @@ def demo(db_path: str, duration: float | None, seed: int, speed: float) -> None:
         server.stop()
     click.echo(
         f"\nThe replica is an ordinary SQLite file. Try:\n"
-        f"  sqlite3 {path} \"select status, count(*) from runs group by status\"\n"
-        f"  replica query --db {path} \"select id, status, task_identifier from runs\"\n"
+        f'  sqlite3 {path} "select status, count(*) from runs group by status"\n'
+        f'  replica query --db {path} "select id, status, task_identifier from runs"\n'
         f"  pip install datasette && datasette {path}\n"
         f"Keep it live against your own project with:\n"
         f"  TRIGGER_SECRET_KEY=tr_dev_... replica sync --tag {DEMO_TAG}"
