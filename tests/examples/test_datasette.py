@@ -40,7 +40,8 @@ from .helpers import (
 
 METADATA = EXAMPLES / "datasette" / "metadata.json"
 SIMULATED_RUNS = 36
-TAGS = ("user:1234", "org:acme", "team:datasette")
+LOAD_TAG = "team:datasette-load"
+TAGS = ("user:1234", "org:acme", "team:datasette", LOAD_TAG)
 
 
 @dataclass
@@ -111,26 +112,10 @@ def runs_in_file(live: Live) -> int:
     return int(query(live.db, "SELECT count(*) FROM runs")[0][0])
 
 
-def test_pages_and_canned_queries_follow_the_live_replica(live: Live) -> None:
-    # While the simulator makes runs and `replica sync` writes them: every page answers,
-    # and what Datasette counts lies between two direct reads of the file around it.
-    counts = []
-    deadline = time.monotonic() + 60
-    while not live.simulation_done():
-        assert time.monotonic() < deadline, "the simulation did not finish"
-        before = runs_in_file(live)
-        shown = live.get("/replica/runs.json", _size="1")["filtered_table_rows_count"]
-        after = runs_in_file(live)
-        assert before <= shown <= after
-        counts.append(shown)
-        assert live.rows("/replica/runs_for_tag.json", tag="user:1234") is not None
-        live.get("/replica/failed_last_24h.json")
-        live.get("/replica/queue_time_percentiles.json")
-        live.get("/replica/sync_status.json")
-        assert "sorted by created_at descending" in live.get("/replica/runs")
-        time.sleep(0.1)
-    assert len(set(counts)) >= 3, f"too few changes seen while reading: {counts}"
-    assert live.errors == []
+def synced_runs(server: DevServer) -> int:
+    """How many of the emulator's runs carry one of the synced tags."""
+    tags = (set(str(r["runTags"]).strip("{}").split(",")) for r in server.runs())
+    return sum(1 for run_tags in tags if run_tags & set(TAGS))
 
 
 def png_size(path: Path) -> tuple[int, int]:
@@ -144,7 +129,8 @@ def test_browser_screenshots_of_the_runs_table_and_a_canned_query(
     live: Live, tmp_path: Path
 ) -> None:
     browser = chromium()
-    wait_until(lambda: runs_in_file(live) >= 10, what="enough runs to show")
+    # Taken first, while simulated runs are still coming in (the other tests add their own).
+    wait_until(lambda: runs_in_file(live) >= 12, what="enough runs to show")
     columns = ("task_identifier", "status", "tags", "created_at", "duration_ms")
     pages = {
         "screenshot-runs.png": "/replica/runs?" + "&".join(f"_col={c}" for c in columns),
@@ -159,6 +145,37 @@ def test_browser_screenshots_of_the_runs_table_and_a_canned_query(
         # A blank or error page compresses to a few KB; a page of rows does not.
         assert shot.stat().st_size > 40_000, shot.stat().st_size
         (ROOT / "docs" / name).write_bytes(shot.read_bytes())
+    assert live.errors == []
+
+
+def test_pages_and_canned_queries_follow_the_live_replica(live: Live) -> None:
+    # While runs are made and `replica sync` writes them: every page answers, and what
+    # Datasette counts lies between two direct reads of the file taken around it. Each
+    # round adds a run of its own (canceled at once, so no simulated life is left running),
+    # so rows change during the reads however fast or slow this machine is.
+    counts = []
+    deadline = time.monotonic() + 90
+    while len(counts) < 12 or not live.simulation_done():
+        assert time.monotonic() < deadline, "the simulation did not finish"
+        live.server.cancel_run(live.server.trigger("load", {}, tags=[LOAD_TAG]))
+        before = runs_in_file(live)
+        shown = live.get("/replica/runs.json", _size="1")["filtered_table_rows_count"]
+        after = runs_in_file(live)
+        assert before <= shown <= after
+        counts.append(shown)
+        assert live.rows("/replica/runs_for_tag.json", tag="user:1234") is not None
+        live.get("/replica/failed_last_24h.json")
+        live.get("/replica/queue_time_percentiles.json")
+        live.get("/replica/sync_status.json")
+        assert "sorted by created_at descending" in live.get("/replica/runs")
+        time.sleep(0.05)
+    assert len(set(counts)) >= 3, f"too few changes seen while reading: {counts}"
+    # Once the changes stop, Datasette shows every run the emulator holds for the tags.
+    expected = synced_runs(live.server)
+    wait_until(
+        lambda: live.get("/replica/runs.json", _size="1")["filtered_table_rows_count"] == expected,
+        what=f"Datasette to count {expected} runs",
+    )
     assert live.errors == []
 
 
@@ -219,4 +236,5 @@ def test_the_metadata_hides_every_internal_table_of_a_fresh_replica(tmp_path: Pa
     conn.close()
     tables = json.loads(METADATA.read_text())["databases"]["replica"]["tables"]
     internal = {name for name in names if name.startswith("_replica_")}
-    assert internal and all(tables.get(name, {}).get("hidden") for name in internal)
+    unhidden = sorted(name for name in internal if not tables.get(name, {}).get("hidden"))
+    assert internal and not unhidden, f"add {unhidden} to {METADATA} with hidden: true"
