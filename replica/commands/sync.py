@@ -21,6 +21,7 @@ from replica.commands.progress import Progress
 from replica.config_file import DEFAULT_CONFIG
 from replica.engine import Engine, Source
 from replica.errors import ReplicaError
+from replica.protocol.transport import ShardedTransport
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
 from replica.sources.subscriptions import electric_source, trigger_sources
 from replica.store import Store
@@ -282,8 +283,10 @@ class _Plan:
 
 async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> bool:
     timeout = httpx.Timeout(60.0, connect=10.0)
-    limits = httpx.Limits(max_connections=None, max_keepalive_connections=100)
-    async with httpx.AsyncClient(verify=verify, timeout=timeout, limits=limits) as client:
+    # One connection pool per group of shapes: a single pool's bookkeeping grows with the
+    # square of the live shapes (see replica.protocol.transport).
+    transport = ShardedTransport(verify=verify)
+    async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
         try:
             sources = plan.sources(client)
         except ReplicaError as exc:
