@@ -187,7 +187,14 @@ def ensure_node_modules() -> bool:
         timeout=1200,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"npm ci failed in {NODE_DIR}:\n{result.stderr[-2000:]}")
+        # better-sqlite3 builds from source where no prebuilt binary can be fetched: without
+        # a compiler the TypeScript client is left out rather than failing every benchmark.
+        log.warning(
+            "npm ci failed in %s; the TypeScript client is not measured:\n%s",
+            NODE_DIR,
+            result.stderr[-2000:],
+        )
+        return False
     return True
 
 
