@@ -22,9 +22,11 @@ import httpx
 
 from replica.errors import (
     ApplyError,
+    CertificateError,
     MalformedResponseError,
     ProtocolError,
     ReplicaError,
+    RetriesExhaustedError,
     UpstreamError,
 )
 from replica.notify.retention import Retention
@@ -76,10 +78,18 @@ class ShapeProgress:
     done: bool = False
 
 
+#: With `once`, a shape whose requests keep failing (an unreachable upstream, bad data) is
+#: given up after these retries, so that a `replica sync --once` in a script ends; a sync
+#: that follows its shapes retries for as long as it runs.
+ONCE_BACKOFF = Backoff(initial=0.5, maximum=4.0, max_retries=5)
+
+
 class Engine:
     """Runs subscriptions against one store until they are up to date (`once`) or stopped.
 
     `store` must be a writer `Store`; the engine only touches it from its writer thread.
+    A shape fails (and stops) when the upstream refuses it (4xx), its certificate cannot be
+    verified, or, with `once`, when it keeps failing after `ONCE_BACKOFF`'s retries.
     `on_commit(last_seq)` is called on the event loop after each commit that logged changes
     (e.g. `Replica.notify_committed`, so same-process callbacks run at once); `retention`
     decides when the change log is pruned (default: `Retention()`, 7 days).
@@ -99,9 +109,9 @@ class Engine:
         self.store = store
         self.client = client
         self.once = once
-        base = options or StreamOptions()
+        base = options or StreamOptions(backoff=ONCE_BACKOFF if once else Backoff())
         self.options = StreamOptions(**{**base.__dict__, "live": not once})
-        self.retry = retry or Backoff(initial=1.0, maximum=60.0)
+        self.retry = retry or (ONCE_BACKOFF if once else Backoff(initial=1.0, maximum=60.0))
         self.on_commit = on_commit
         self.retention = retention if retention is not None else Retention()
         self.progress: dict[str, ShapeProgress] = {}
@@ -245,8 +255,15 @@ class Engine:
                         if self.once:
                             break
             except (MalformedResponseError, ApplyError, ProtocolError) as exc:
-                if isinstance(exc, UpstreamError):
-                    await self._fail(source, shape_id, exc)
+                if isinstance(exc, UpstreamError | CertificateError | RetriesExhaustedError):
+                    await self._fail(source, shape_id, exc)  # retrying will not help
+                    return
+                if timer.exhausted:
+                    gave_up = RetriesExhaustedError(
+                        f"gave up after {timer.attempts} retries: {exc}",
+                        url=getattr(exc, "url", None),
+                    )
+                    await self._fail(source, shape_id, gave_up)
                     return
                 # Bad data or an unusable reply: nothing of the batch was written. Retry
                 # from the last committed position after a pause.

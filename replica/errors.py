@@ -150,6 +150,15 @@ class FastLoopError(ProtocolError):
     hint = "the server keeps sending the same position back; check any proxy in between"
 
 
+class CertificateError(ProtocolError):
+    """The upstream's TLS certificate could not be verified; never retried."""
+
+    hint = (
+        "fix the server's certificate, or name the CA that signed it with SSL_CERT_FILE; "
+        "--insecure skips verification (only for servers you trust)"
+    )
+
+
 class RetriesExhaustedError(ProtocolError):
     """A retryable failure outlasted the configured retry limit; the cause is chained."""
 

@@ -24,6 +24,7 @@ from replica.devserver.server import DevServer
 from replica.engine import Engine
 from replica.sources.subscriptions import trigger_sources
 from replica.store import Store
+from replica.store.database import sqlite_uri
 
 DEMO_TAG = "user:1234"
 COLUMNS = ("run", "task", "status", "progress", "duration")
@@ -133,7 +134,7 @@ class _Screen:
         if self._conn is None:
             if not self.path.exists():
                 return []
-            self._conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+            self._conn = sqlite3.connect(sqlite_uri(self.path, mode="ro"), uri=True)
         try:
             found = self._conn.execute(
                 "SELECT r.id, r.task_identifier, r.status, "

@@ -34,6 +34,14 @@ class SyncFailedError(ReplicaError):
 
     hint = "see the errors above or run replica status"
 
+    @classmethod
+    def naming(cls, failed: dict[str, ReplicaError]) -> SyncFailedError:
+        """The error for these failures (label -> error), naming the first one."""
+        label, error = next(iter(failed.items()))
+        if len(failed) == 1:
+            return cls(f"{label} failed: {error}", hint="")
+        return cls(f"{len(failed)} subscriptions failed; the first, {label}: {error}")
+
 
 @click.command()
 @db_option
@@ -208,9 +216,13 @@ def sync(
         config_path=Path(config_path) if config_path else None,
         config=config,
     )
-    ok = asyncio.run(_run(db_path, plan, once=once, verify=not insecure))
-    if not ok:
-        raise SyncFailedError("some subscriptions failed")
+    # Until the engine's own handler is in place, a SIGTERM (a service manager stopping
+    # us while we start) ends the command cleanly: nothing has been written yet, or the
+    # write in progress (a migration) rolls back.
+    signal.signal(signal.SIGTERM, _stop_before_start)
+    failed = asyncio.run(_run(db_path, plan, once=once, verify=not insecure))
+    if failed:
+        raise SyncFailedError.naming(failed)
 
 
 @dataclass
@@ -281,7 +293,8 @@ class _Plan:
         return found
 
 
-async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> bool:
+async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> dict[str, ReplicaError]:
+    """Sync until done or stopped; the subscriptions that failed (label -> error)."""
     timeout = httpx.Timeout(60.0, connect=10.0)
     # One connection pool per group of shapes: a single pool's bookkeeping grows with the
     # square of the live shapes (see replica.protocol.transport).
@@ -302,14 +315,17 @@ async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> bool:
             if watching:
                 background.append(asyncio.create_task(_follow_config(engine, plan, client)))
             try:
-                ok = await engine.run(sources, until_stopped=watching)
+                await engine.run(sources, until_stopped=watching)
             finally:
                 for task in background:
                     task.cancel()
                 progress.finish()
                 for sig in (signal.SIGINT, signal.SIGTERM):
                     loop.remove_signal_handler(sig)
-    return ok
+    return {
+        engine.progress[key].label if key in engine.progress else key: error
+        for key, error in engine.failed.items()
+    }
 
 
 async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient) -> None:
@@ -347,6 +363,11 @@ async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient)
 
 def _keep(detached: str | None) -> bool | None:
     return None if detached is None else detached == "keep"
+
+
+def _stop_before_start(signum: int, frame: Any) -> None:
+    log.info("SIGTERM received while starting: stopping")
+    raise SystemExit(0)
 
 
 def _stopper(engine: Engine, sig: signal.Signals) -> Any:

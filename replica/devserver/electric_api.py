@@ -34,6 +34,7 @@ from replica.devserver.responses import (
 )
 from replica.devserver.shape_params import ShapeQuery, build_definition, validate_query
 from replica.devserver.shapes import Shape, ShapeDefinition
+from replica.protocol.deadline import within
 
 if TYPE_CHECKING:
     from replica.devserver.emulator import Emulator
@@ -109,7 +110,7 @@ async def _wait(shape: Shape, event: asyncio.Event, timeout: float) -> None:
     if timeout <= 0:
         return
     with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout)
+        await within(event.wait(), timeout)
 
 
 async def serve_shape(

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from replica.notify.changes import head_seq
+from replica.protocol.deadline import within
 from replica.store.database import connect
 
 log = logging.getLogger(__name__)
@@ -260,7 +261,10 @@ class Pulse:
         while self.generation == seen:
             self._event.clear()
             try:
-                await asyncio.wait_for(self._event.wait(), timeout)
+                if timeout is None:
+                    await self._event.wait()
+                else:
+                    await within(self._event.wait(), timeout)
             except asyncio.TimeoutError:
                 return self.generation != seen
         return True

@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import logging
 import random
+import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -20,6 +21,7 @@ from typing import Any
 import httpx
 
 from replica.errors import (
+    CertificateError,
     FastLoopError,
     InvalidPositionError,
     MalformedResponseError,
@@ -30,6 +32,7 @@ from replica.errors import (
     UpstreamError,
 )
 from replica.protocol.backoff import Backoff, BackoffTimer, parse_retry_after
+from replica.protocol.deadline import within
 from replica.protocol.messages import ChangeMessage, load_json, parse_body
 from replica.protocol.shape import ShapeDefinition, redact_url
 from replica.protocol.state import Position, ShapeState, is_valid_offset
@@ -354,7 +357,7 @@ class ShapeStream:
             except _Retryable as exc:
                 if timer.exhausted:
                     raise RetriesExhaustedError(
-                        f"gave up after {timer.attempts} retries: {exc}", url=shown
+                        f"gave up after {timer.attempts} retries of {shown}: {exc}", url=shown
                     ) from exc
                 delay = timer.next_delay(exc.retry_after)
                 self._emit(
@@ -389,17 +392,25 @@ class ShapeStream:
         try:
             if live:
                 try:
-                    reply = await asyncio.wait_for(self._fetch(url, timeout), limit)
+                    reply = await within(self._fetch(url, timeout), limit)
                 except httpx.TimeoutException:
                     raise asyncio.TimeoutError from None  # the watchdog's case: re-issue
             else:
                 try:
-                    reply = await asyncio.wait_for(self._fetch(url, timeout), opts.request_timeout)
+                    reply = await within(self._fetch(url, timeout), opts.request_timeout)
                 except asyncio.TimeoutError:
                     raise _Retryable(
                         f"request took longer than {opts.request_timeout:.0f} s"
                     ) from None
         except httpx.TransportError as exc:
+            problem = _certificate_problem(exc)
+            if problem is not None:
+                # Retrying cannot make a certificate valid: say so at once.
+                raise CertificateError(
+                    f"the TLS certificate of {httpx.URL(url).host} could not be verified: "
+                    f"{problem}",
+                    url=shown,
+                ) from exc
             raise _Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
         log.debug(
             "%s %s in %.3f s: offset=%s handle=%s",
@@ -465,7 +476,11 @@ class ShapeStream:
             self.on_error is None
             or isinstance(
                 exc,
-                MissingHeadersError | StaleResponseError | FastLoopError | RetriesExhaustedError,
+                MissingHeadersError
+                | StaleResponseError
+                | FastLoopError
+                | RetriesExhaustedError
+                | CertificateError,
             )
             or retries >= self.options.max_error_retries
         ):
@@ -486,6 +501,18 @@ class ShapeStream:
     @property
     def _name(self) -> str:
         return redact_url(self.shape.key)
+
+
+def _certificate_problem(exc: BaseException) -> str | None:
+    """What was wrong with the server's certificate, if that is why `exc` happened."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or cause.reason or str(cause)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
 
 
 def _valid_offset(offset: str) -> bool:

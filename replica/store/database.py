@@ -9,6 +9,7 @@ import sqlite3
 import time
 from importlib import resources
 from pathlib import Path
+from urllib.parse import quote
 
 from replica.errors import DatabaseError, DatabaseLockedError
 
@@ -48,9 +49,38 @@ def create_private_file(path: Path) -> None:
     but run payloads may be private)."""
     if path.exists():
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileExistsError):
-        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except OSError as exc:
+        raise file_error(path, exc) from None
+
+
+def file_error(path: Path, exc: OSError) -> DatabaseError:
+    """A DatabaseError saying why a file next to (or of) the database cannot be made."""
+    directory = path.absolute().parent
+    if isinstance(exc, FileNotFoundError):
+        return DatabaseError(
+            f"cannot create {path}: the directory {directory} does not exist",
+            hint="create it first, or pass another --db",
+        )
+    if isinstance(exc, PermissionError):
+        return DatabaseError(
+            f"cannot create {path}: {directory} is not writable by this user",
+            hint="use a directory you can write to, or fix its permissions",
+        )
+    return DatabaseError(f"cannot create {path}: {exc.strerror or exc}")
+
+
+def sqlite_uri(path: str | Path, **params: str) -> str:
+    """A `file:` URI for `path` with query parameters (e.g. `mode="ro"`).
+
+    The path is percent-encoded: a `?`, `#` or `%` in it would otherwise be read as the
+    start of the parameters, a fragment or an escape, and open another file (read-write).
+    """
+    query = "&".join(f"{name}={value}" for name, value in params.items())
+    return f"file:{quote(os.fspath(path))}" + (f"?{query}" if query else "")
 
 
 def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -60,9 +90,18 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
         if readonly:
             if not path.exists():
                 raise DatabaseError(f"database {path} does not exist")
+            if not os.access(path, os.R_OK):
+                raise DatabaseError(
+                    f"database {path} is not readable by this user",
+                    hint="read it as the user that owns it (replica creates it with mode 0600)",
+                )
             conn = sqlite3.connect(
-                f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+                sqlite_uri(path, mode="ro"),
+                uri=True,
+                isolation_level=None,
+                check_same_thread=False,
             )
+            _check_readable(conn, path)
         else:
             create_private_file(path)
             conn = sqlite3.connect(
@@ -80,6 +119,27 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc
     return conn
+
+
+def _check_readable(conn: sqlite3.Connection, path: Path) -> None:
+    """Read the schema now, so that a database this user cannot read fails here, clearly,
+    rather than as a puzzling error from the first query."""
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    except sqlite3.DatabaseError as exc:
+        conn.close()
+        text = str(exc)
+        if "readonly" in text or "unable to open" in text:
+            # A WAL database can only be read with its -shm file, which this user can
+            # neither open nor create beside it.
+            raise DatabaseError(
+                f"cannot read {path}: SQLite needs {path.name}-shm beside it (the database "
+                f"is in WAL mode), and this user cannot create or open it in "
+                f"{path.absolute().parent}",
+                hint="read it as the user that owns it (or one that can write its "
+                "directory), or copy it with its -wal file to a directory you can write",
+            ) from None
+        raise DatabaseError(f"cannot read {path}: {text}") from None
 
 
 def migrate(conn: sqlite3.Connection) -> int:
@@ -156,7 +216,10 @@ class WriterLock:
             log.warning("no file locking on this platform; run one writer per database")
             return
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            except OSError as exc:
+                raise file_error(self.path, exc) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError:

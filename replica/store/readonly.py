@@ -1,4 +1,5 @@
-"""Read-only access for users' queries: no writes, no ATTACH, no extensions, no pragma writes.
+"""Read-only access for users' queries: no writes, no ATTACH, no extensions, no pragma writes,
+no transactions.
 
 Used by `replica query` and `Replica.query`: SQLite enforces it (a `mode=ro` connection,
 `query_only`, and an authorizer), so a query cannot change the replica however it is
@@ -15,7 +16,15 @@ from typing import Any
 from replica.errors import DatabaseError, QueryRefusedError
 from replica.store.database import connect
 
-_DENIED = {sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH}
+# Transactions too: a SAVEPOINT or BEGIN left open would pin the shared connection to one
+# snapshot, so every later query (`Replica.query`) would read stale data, and the WAL could
+# not be checkpointed past it.
+_DENIED = {
+    sqlite3.SQLITE_ATTACH,
+    sqlite3.SQLITE_DETACH,
+    sqlite3.SQLITE_TRANSACTION,
+    sqlite3.SQLITE_SAVEPOINT,
+}
 
 
 def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
@@ -50,7 +59,7 @@ def run_query(
         rows = cursor.fetchall()
     except sqlite3.DatabaseError as exc:
         text = str(exc)
-        if "not authorized" in text or "readonly" in text or "query_only" in text:
+        if "authoriz" in text or "readonly" in text or "query_only" in text:
             raise QueryRefusedError(f"query refused: {text}") from None
         raise DatabaseError(f"query failed: {text}", hint="check the SQL") from None
     except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:  # several statements at once

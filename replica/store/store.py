@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -82,6 +83,11 @@ class Store:
         if self._lock is not None:
             self._lock.acquire()
         try:
+            if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
+                raise DatabaseError(
+                    f"database {self.path} is read-only for this user",
+                    hint="sync as the user that owns it, or into another --db",
+                )
             self.conn = connect(self.path)
             migrate(self.conn)
             self.conn.execute(
