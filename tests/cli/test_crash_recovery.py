@@ -54,6 +54,7 @@ def test_sigkill_during_snapshot_and_churn_loses_nothing(
         for i in range(RUNS)
     )
     rng = random.Random(20261128)
+    server.add_fault("delay", live=False, seconds=0.05)
     stop = threading.Event()
     churner: threading.Thread | None = None
     killed_in_snapshot = 0
@@ -61,14 +62,25 @@ def test_sigkill_during_snapshot_and_churn_loses_nothing(
         for kill in range(KILLS):
             proc = cli.start("sync", "--tag", "big")
             if kill < KILLS // 3:
-                # The first kills land in the initial snapshot (tens of pages).
-                time.sleep(rng.uniform(0.6, 1.2))
+                # The first kills land in the initial snapshot (30 pages, each held back
+                # 50 ms by the emulator): once a random number of its pages is staged.
+                staged = rng.randint(1, 12)
+                cli.wait_for(
+                    lambda staged=staged: (
+                        cli.db.exists()
+                        and cli.query("SELECT count(*) FROM _replica_pending")[0][0] >= staged
+                    ),
+                    timeout=60,
+                    what=f"{staged} snapshot pages to be staged",
+                )
             else:
+                server.clear_faults()  # the later restarts resume at full speed
                 # Then in live churn: let this process publish the snapshot first.
                 cli.wait_for(
-                    lambda: cli.query(
-                        "SELECT count(*) FROM _replica_shapes WHERE phase = 'live'"
-                    ) == [(1,)],
+                    lambda: (
+                        cli.query("SELECT count(*) FROM _replica_shapes WHERE phase = 'live'")
+                        == [(1,)]
+                    ),
                     timeout=60,
                     what="the snapshot to be published",
                 )

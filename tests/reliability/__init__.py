@@ -1,0 +1,1 @@
+"""Reliability and security, shown with figures (docs/reliability.md)."""
