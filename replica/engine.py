@@ -222,7 +222,13 @@ class Engine:
             try:
                 async for page in stream.pages():
                     if _keep_alive(page, written):
-                        continue  # nothing moved: no transaction (idle shapes stay cheap)
+                        # Nothing moved: no transaction (idle shapes stay cheap). Only a
+                        # shape recovering from a failed request has news: it is live again.
+                        timer.reset()
+                        if progress.state != "live":
+                            progress.state, progress.error = "live", None
+                            await self._write(self.store.set_status, shape_id, "live")
+                        continue
                     table = await self._table_for(source, page.position.schema, table)
                     if table is None:
                         raise MalformedResponseError(

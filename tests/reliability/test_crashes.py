@@ -104,6 +104,9 @@ class Scenario:
     # -- subscriptions ------------------------------------------------------------------
 
     def subscribe(self, *shapes: tuple[str, Any]) -> None:
+        """Add shapes to replica.toml; their snapshot pages are served 50 ms apart until
+        `kill_in_snapshot`, so that the kill lands in the snapshot however fast the machine."""
+        self.server.add_fault("delay", live=False, seconds=0.05)
         self.subscribed.extend(shapes)
         lines = []
         for kind, value in self.subscribed:
@@ -183,6 +186,7 @@ class Scenario:
         )
         time.sleep(self.rng.uniform(0, 0.05))
         self.kill_sync(proc, "snapshot")
+        self.server.clear_faults()
 
     def max_shape_id(self) -> int:
         if not self.db.exists():

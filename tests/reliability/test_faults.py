@@ -181,6 +181,13 @@ def test_the_replica_converges_through_faults(
         churn.stop()
         runs = upstream_runs(server, TAGS)
         items = upstream_items(server, (0, 1))
+
+        def shapes() -> list[dict[str, Any]]:
+            status = subprocess.run(
+                replica_command("status", "--json"), cwd=tmp_path, env=env, capture_output=True
+            )
+            return [s for s in json.loads(status.stdout) if s.get("kind") != "consumer"]
+
         wait_for(
             lambda: (
                 compare(runs, local_runs(db)).converged
@@ -190,12 +197,14 @@ def test_the_replica_converges_through_faults(
             what="the replica to converge after the faults",
         )
         converged_after = time.monotonic() - started - DURATION
-        status = subprocess.run(
-            replica_command("status", "--json"), cwd=tmp_path, env=env, capture_output=True
+        # A shape that was backing off when the faults stopped is live again after its
+        # next request (at most one back-off later).
+        wait_for(
+            lambda: {s["state"] for s in shapes()} == {"live"},
+            timeout=90,
+            what="every shape to be live again",
         )
-        shapes = [s for s in json.loads(status.stdout) if s.get("kind") != "consumer"]
-        assert len(shapes) == 6
-        assert {s["state"] for s in shapes} == {"live"}, shapes
+        assert len(shapes()) == 6
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0
     finally:
