@@ -34,7 +34,7 @@ from replica.errors import (
 from replica.protocol.backoff import Backoff, BackoffTimer, parse_retry_after
 from replica.protocol.deadline import within
 from replica.protocol.messages import ChangeMessage, load_json, parse_body
-from replica.protocol.shape import ShapeDefinition, redact_url
+from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition, redact_url
 from replica.protocol.state import Position, ShapeState, is_valid_offset
 from replica.protocol.values import Parser, RowParser, parse_schema_header
 
@@ -377,6 +377,7 @@ class ShapeStream:
             status = reply.status
             if 200 <= status < 300 or status == 409:
                 return reply
+            reply.body = _without_secrets(reply.body, self.shape)
             raise _upstream_error(reply, shown)
 
     async def _send(self, url: str, live: bool) -> _Reply:
@@ -423,7 +424,7 @@ class ShapeStream:
         status = reply.status
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(reply.headers.get("retry-after"))
-            detail = _short_body(reply.body)
+            detail = _short_body(_without_secrets(reply.body, self.shape))
             raise _Retryable(f"HTTP {status}{' ' + detail if detail else ''}", status, retry_after)
         return reply
 
@@ -517,6 +518,21 @@ def _certificate_problem(exc: BaseException) -> str | None:
 
 def _valid_offset(offset: str) -> bool:
     return is_valid_offset(offset) and offset not in ("-1", "now")
+
+
+def _without_secrets(body: bytes, shape: ShapeDefinition) -> bytes:
+    """`body` with the request's secrets replaced by `***`: an error page may quote the
+    request's URL or headers, and error text is shown, logged and stored."""
+    secrets = [str(v) for name, v in shape.params.items() if name in SECRET_PARAMS]
+    secrets += [
+        v.split(" ", 1)[-1] for k, v in shape.headers.items() if k.lower() == "authorization"
+    ]
+    for secret in secrets:
+        if len(secret) >= 4:
+            # As sent (percent-encoded in the query string) and as the server decoded it.
+            for form in {secret, str(httpx.QueryParams({"": secret}))[1:]}:
+                body = body.replace(form.encode(), b"***")
+    return body
 
 
 def _short_body(body: bytes, limit: int = 200) -> str:

@@ -370,6 +370,18 @@ class PacketFetcher:
             url=_safe_url(url),
         ) from last.__cause__
 
+    def _redacted(self, text: str, url: str) -> str:
+        """`text` (an error page) without the token or the URL's signature: a server may
+        quote the request, and error text is shown, logged and stored."""
+        secrets = [
+            v.split(" ", 1)[-1] for k, v in self._headers.items() if k.lower() == "authorization"
+        ]
+        secrets += [v for _, v in httpx.URL(url).params.multi_items() if len(v) >= 8]
+        for secret in secrets:
+            if len(secret) >= 4:
+                text = text.replace(secret, "***")
+        return text
+
     async def _get_once(self, url: str, *, api: bool, what: str, allow_404: bool) -> httpx.Response:
         request = self._client.build_request(
             "GET", url, headers=self._headers if api else None, timeout=self._timeout
@@ -386,7 +398,7 @@ class PacketFetcher:
             raise _Retry(f"HTTP {status}")
         if status < 300 or (status == 404 and allow_404):
             return response
-        detail = response.text.strip()[:200] or "no details"
+        detail = self._redacted(response.text.strip(), url)[:200] or "no details"
         raise ProtocolError(
             f"fetching {what} was refused with HTTP {status}: {detail}",
             url=_safe_url(url),

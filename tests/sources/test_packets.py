@@ -375,3 +375,29 @@ async def test_concurrency_is_bounded() -> None:
 def test_fetcher_arguments_are_checked() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         PacketFetcher(httpx.AsyncClient(), "http://x", {}, attempts=0)
+
+
+@pytest.mark.anyio
+async def test_a_refusal_that_quotes_the_request_keeps_its_secrets() -> None:
+    """An error page echoing the Authorization header must not carry the token into the
+    error (shown, logged and stored in status)."""
+
+    def echo(request: Request) -> Reply | None:
+        quoted = f"denied: {request.headers.get('authorization')} {request.target}"
+        if request.path.startswith("/api/"):
+            return Reply(403, body=quoted)
+        return None
+
+    handler = PacketsServer(b_objects(), fail=echo)
+    server = await serve(handler)
+    try:
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(ProtocolError) as raised:
+                await fetcher(client, server).fetch(
+                    "run_cmek7r9kd0009l50a7c3q1m2w", "payload", B_PATH
+                )
+    finally:
+        await server.__aexit__()
+    text = str(raised.value)
+    assert "denied: Bearer ***" in text and "HTTP 403" in text
+    assert "tr_dev_x" not in text
