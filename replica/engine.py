@@ -238,8 +238,7 @@ class Engine:
                         await self._write(self.store.set_keep_detached, table.name, policy)
                         table = self.store.tables[table.name]
                     progress.received += len(page.changes)
-                    changes = await source.rows(page.changes, table, self._lookup)
-                    page.changes.clear()  # mapped: free the wire rows before the write
+                    changes = await self._map(source, page.changes, table)
                     result = await self._write(
                         self.store.apply,
                         shape_id,
@@ -279,6 +278,19 @@ class Engine:
                 continue
             progress.done = True
             return
+
+    async def _map(
+        self, source: Source, wire: list[ChangeMessage], table: TableSpec
+    ) -> list[RowChange]:
+        """Map a page's wire changes, emptying `wire` slice by slice as it goes: a page can
+        hold thousands of rows, and each wire row is freed once its local row is made, so
+        a page is never held in memory twice."""
+        mapped: list[RowChange] = []
+        while wire:
+            piece = wire[:MAP_SLICE]
+            del wire[:MAP_SLICE]
+            mapped += await source.rows(piece, table, self._lookup)
+        return mapped
 
     async def _table_for(
         self, source: Source, schema: Mapping[str, Any] | None, current: TableSpec | None
@@ -370,6 +382,9 @@ class Engine:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
 
+
+#: Wire changes mapped at a time (see `Engine._map`).
+MAP_SLICE = 500
 
 #: A quiet shape's position (and its `last_up_to_date`) is rewritten at least this often.
 KEEP_ALIVE_REFRESH = 300.0

@@ -7,6 +7,7 @@ arrays → JSON text, everything else → TEXT as Postgres prints it.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
@@ -14,8 +15,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from sqlglot import exp
-from sqlglot.errors import ParseError
 
 from replica.errors import MalformedResponseError, ShapeDefinitionError
 from replica.protocol.messages import ChangeMessage
@@ -25,14 +24,16 @@ from replica.tables import Column, RowChange, TableSpec
 #: Column holding the upstream's row key for tables without a primary key.
 ROW_KEY_COLUMN = "_replica_key"
 
-_INTEGERS = exp.DataType.INTEGER_TYPES | {
-    exp.DataType.Type.SERIAL,
-    exp.DataType.Type.BIGSERIAL,
-    exp.DataType.Type.SMALLSERIAL,
-    exp.DataType.Type.BOOLEAN,
-}
-_FLOATS = {exp.DataType.Type.FLOAT, exp.DataType.Type.DOUBLE}
-_JSON = {exp.DataType.Type.JSON, exp.DataType.Type.JSONB}
+
+@functools.cache
+def _kinds() -> tuple[frozenset[Any], frozenset[Any], frozenset[Any]]:
+    """sqlglot's integer, float and JSON type kinds (imported on first use: a sync of
+    Trigger.dev feeds alone never loads sqlglot)."""
+    from sqlglot import exp
+
+    t = exp.DataType.Type
+    integers = exp.DataType.INTEGER_TYPES | {t.SERIAL, t.BIGSERIAL, t.SMALLSERIAL, t.BOOLEAN}
+    return frozenset(integers), frozenset({t.FLOAT, t.DOUBLE}), frozenset({t.JSON, t.JSONB})
 
 
 def local_table_name(table: str) -> str:
@@ -65,15 +66,19 @@ def column_type(info: Mapping[str, Any]) -> tuple[str, bool]:
     """(SQLite type, holds JSON) for one `electric-schema` entry."""
     if info.get("dims"):
         return "TEXT", True
+    from sqlglot import exp
+    from sqlglot.errors import ParseError
+
     try:
         kind = exp.DataType.build(str(info.get("type", "text")), dialect="postgres").this
     except (ParseError, ValueError):
         return "TEXT", False  # enums and other user-defined types print as text
-    if kind in _INTEGERS:
+    integers, floats, json_kinds = _kinds()
+    if kind in integers:
         return "INTEGER", False
-    if kind in _FLOATS:
+    if kind in floats:
         return "REAL", False
-    if kind in _JSON:
+    if kind in json_kinds:
         return "TEXT", True
     return "TEXT", False
 

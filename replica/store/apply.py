@@ -22,6 +22,14 @@ log = logging.getLogger(__name__)
 
 #: Runs of at least this many inserts with the same columns go through multi-row statements.
 BULK_THRESHOLD = 16
+#: Membership: the shape holds the row (in the snapshot of this generation).
+_ON_HOLD = (
+    "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
+    "WHERE generation IS NOT excluded.generation"
+)
+_HOLD = (
+    "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) " + _ON_HOLD
+)
 #: Bound parameters per statement (SQLite's limit is 32766 since 3.32, 999 before).
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
@@ -69,13 +77,7 @@ class TableWriter:
         self, shape_id: int, generation: int, columns: tuple[str, ...], batch: list[RowChange]
     ) -> int:
         spec = self.spec
-        if spec.key_column in columns:
-            # One column set per group (see _group_key): the dicts' values are the params.
-            names = list(columns)
-            rows = [tuple(c.values.values()) for c in batch]
-        else:
-            names = [spec.key_column, *columns]
-            rows = [(c.key, *c.values.values()) for c in batch]
+        names, rows = self._params(columns, batch)
         if self._set_based(names, batch):
             self._staged_upsert(names, rows)
         else:
@@ -86,13 +88,90 @@ class TableWriter:
         members = [(shape_id, spec.name, c.key, generation) for c in batch]
         with contextlib.suppress(TypeError):  # keys of mixed types: any order will do
             members.sort(key=itemgetter(2))  # B-tree inserts in key order touch fewer pages
-        self._many(
-            "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
-            "WHERE generation IS NOT excluded.generation",
-            members,
-        )
+        self._many(_HOLD, members)
         return self.conn.total_changes - before
+
+    def _params(
+        self, columns: tuple[str, ...], batch: list[RowChange]
+    ) -> tuple[list[str], list[tuple[Any, ...]]]:
+        """The column names and parameter rows of inserts that share `columns`."""
+        if self.spec.key_column in columns:
+            # One column set per group (see _group_key): the dicts' values are the params.
+            return list(columns), [tuple(c.values.values()) for c in batch]
+        return [self.spec.key_column, *columns], [(c.key, *c.values.values()) for c in batch]
+
+    # -- durably staged pages ---------------------------------------------------------------
+
+    def stage(self, changes: Sequence[RowChange]) -> tuple[list[str], int, int] | None:
+        """Stage a page of inserts as rows of the staged table, if it can be published
+        set-based (see `_set_based`): its column names and the first and last rowid of its
+        rows. None (nothing written) for any other page: the caller stages it encoded."""
+        if len(changes) < BULK_THRESHOLD or changes[0].op != "insert":
+            return None
+        columns = tuple(changes[0].values)
+        if any(c.op != "insert" or tuple(c.values) != columns for c in changes):
+            return None
+        batch = list(changes)
+        names, rows = self._params(columns, batch)
+        if not self._set_based(names, batch):
+            return None
+        self._ensure_staged_table()
+        table = f"main.{sql.ident(sql.staged_table_name(self.spec))}"
+        first = self.conn.execute(f"SELECT coalesce(max(rowid), 0) + 1 FROM {table}").fetchone()
+        self._many(sql.bulk_stage(self.spec, names, staged=True), rows)
+        return names, first[0], first[0] + len(rows) - 1
+
+    def publish_staged(
+        self, shape_id: int, generation: int, names: list[str], first: int, last: int
+    ) -> int:
+        """Apply a page staged by `stage` (set-based, like `_staged_upsert`) and let go of
+        its staged rows; return how many memberships came or went."""
+        spec, conn = self.spec, self.conn
+        staged = f"main.{sql.ident(sql.staged_table_name(spec))}"
+        conn.execute(sql.bulk_log(spec, names, staged=True), (first, last))
+        conn.execute("UPDATE temp._replica_context SET bulk = 1")
+        conn.execute(sql.bulk_upsert(spec, names, staged=True), (first, last))
+        conn.execute("UPDATE temp._replica_context SET bulk = NULL")
+        before = conn.total_changes
+        conn.execute(
+            "INSERT INTO _replica_members (shape_id, tbl, key, generation) "
+            f"SELECT ?, ?, {self.key}, ? FROM {staged} WHERE rowid BETWEEN ? AND ? "
+            f"ORDER BY {self.key} {_ON_HOLD}",
+            (shape_id, spec.name, generation, first, last),
+        )
+        moved = conn.total_changes - before
+        self.drop_staged(first, last)
+        return moved
+
+    def drop_staged(self, first: int | None = None, last: int | None = None) -> None:
+        """Forget staged rows (those between two rowids, or all of them)."""
+        staged = f"main.{sql.ident(sql.staged_table_name(self.spec))}"
+        if not self._staged_table_exists():
+            return
+        if first is None or last is None:
+            self.conn.execute(f"DELETE FROM {staged}")
+        else:
+            self.conn.execute(f"DELETE FROM {staged} WHERE rowid BETWEEN ? AND ?", (first, last))
+
+    def _staged_table_exists(self) -> bool:
+        name = sql.staged_table_name(self.spec)
+        return bool(
+            self.conn.execute(
+                "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?", (name,)
+            ).fetchone()
+        )
+
+    def _ensure_staged_table(self) -> None:
+        """Make the staged table, or give it the columns the target table gained since."""
+        name = sql.staged_table_name(self.spec)
+        self.conn.execute(sql.create_staged_table(self.spec))
+        have = {row[1] for row in self.conn.execute(f"PRAGMA main.table_info({sql.ident(name)})")}
+        for column in self.spec.columns:
+            if column.name not in have:
+                self.conn.execute(
+                    f"ALTER TABLE main.{sql.ident(name)} "
+                    f"ADD COLUMN {sql.ident(column.name)} {column.type}"
+                )
 
     def _set_based(self, names: list[str], batch: list[RowChange]) -> bool:
         """Whether a run of inserts can be logged and upserted set-based (see sql.bulk_log):
@@ -158,12 +237,7 @@ class TableWriter:
     # -- membership and deletes -----------------------------------------------------------
 
     def _hold(self, shape_id: int, generation: int, key: Any) -> int:
-        cursor = self.conn.execute(
-            "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
-            "WHERE generation IS NOT excluded.generation",
-            (shape_id, self.spec.name, key, generation),
-        )
+        cursor = self.conn.execute(_HOLD, (shape_id, self.spec.name, key, generation))
         return cursor.rowcount
 
     def _delete(self, shape_id: int, change: RowChange) -> int:

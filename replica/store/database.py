@@ -113,7 +113,10 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             if mode.lower() != "wal":
                 log.warning("%s: could not switch to WAL mode (got %s)", path, mode)
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("PRAGMA temp_store = MEMORY")
+            # Temporary sorts and statement journals (a snapshot's publish makes big ones) go
+            # to temporary files, not to this process's memory: a 100k-run publish held
+            # ~45 MB more with temp_store = MEMORY, for no measurable speed.
+            conn.execute("PRAGMA temp_store = FILE")
             conn.execute("PRAGMA journal_size_limit = 67108864")
         conn.execute("PRAGMA foreign_keys = OFF")
     except sqlite3.Error as exc:

@@ -202,17 +202,39 @@ def create_bulk_table(spec: TableSpec) -> str:
     return f"CREATE TEMP TABLE IF NOT EXISTS {ident(bulk_table_name(spec))} ({', '.join(parts)})"
 
 
-def bulk_stage(spec: TableSpec, names: Sequence[str]) -> str:
+def staged_table_name(spec: TableSpec) -> str:
+    return f"_replica_staged_{spec.name}"
+
+
+def create_staged_table(spec: TableSpec) -> str:
+    """The durable twin of the bulk table: whole snapshot pages wait here to be published."""
+    parts = [f"{ident(c.name)} {c.type}" for c in spec.columns]
+    return f"CREATE TABLE IF NOT EXISTS main.{ident(staged_table_name(spec))} ({', '.join(parts)})"
+
+
+_BETWEEN = " AND s.rowid BETWEEN ? AND ?"
+
+
+def _bulk_source(spec: TableSpec, staged: bool) -> str:
+    if staged:
+        return f"main.{ident(staged_table_name(spec))}"
+    return f"temp.{ident(bulk_table_name(spec))}"
+
+
+def bulk_stage(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> str:
     """A one-row INSERT into the bulk table (expanded to many rows by the writer)."""
     cols = ", ".join(ident(c) for c in names)
     return (
-        f"INSERT INTO temp.{ident(bulk_table_name(spec))} ({cols}) "
+        f"INSERT INTO {_bulk_source(spec, staged)} ({cols}) "
         f"VALUES ({', '.join('?' for _ in names)})"
     )
 
 
-def bulk_log(spec: TableSpec, names: Sequence[str]) -> str:
+def bulk_log(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> str:
     """Log what upserting the staged rows will do, exactly as the per-row triggers would.
+
+    The rows are those of the TEMP bulk table, or with `staged` those of the durable staged
+    table between two rowids (the statement's two parameters).
 
     A staged row whose key is new is an insert; one whose stored row differs in a staged
     column (or is detached, for tables that keep detached rows) is an update, with the
@@ -258,23 +280,24 @@ def bulk_log(spec: TableSpec, names: Sequence[str]) -> str:
         f"SELECT {literal(spec.name)}, {log_key}, CASE WHEN {new} THEN 'insert' ELSE 'update' END, "
         f"c.shape_id, CASE WHEN {new} THEN NULL ELSE '[' || substr({changed}, 2) || ']' END, "
         f"CASE WHEN {new} THEN NULL ELSE '{{' || substr({old}, 2) || '}}' END, {now} "
-        f"FROM temp.{ident(bulk_table_name(spec))} AS s "
+        f"FROM {_bulk_source(spec, staged)} AS s "
         f"LEFT JOIN main.{table} AS r ON r.{key} = s.{key} "
         "LEFT JOIN temp._replica_context AS c "
-        f"WHERE {condition} ORDER BY s.rowid"
+        f"WHERE ({condition}){_BETWEEN if staged else ''} ORDER BY s.rowid"
     )
 
 
-def bulk_upsert(spec: TableSpec, names: Sequence[str]) -> str:
+def bulk_upsert(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> str:
     """`upsert` of the staged rows with one INSERT .. SELECT, in key order: the keys of
     runs are random, and B-tree inserts in key order touch far fewer pages (4x faster at
-    100k runs). Each key is staged once, so the order changes nothing but speed."""
+    100k runs). Each key is staged once, so the order changes nothing but speed. With
+    `staged`, as in `bulk_log`."""
     one_row = upsert(spec, names, from_stage=False)
     head, _, rest = one_row.partition("VALUES (")
     tail = rest[rest.index(")") + 1 :]
     cols = ", ".join(ident(c) for c in names)
     # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
     return (
-        f"{head}SELECT {cols} FROM temp.{ident(bulk_table_name(spec))} WHERE true "
-        f"ORDER BY {ident(spec.key_column)}{tail}"
+        f"{head}SELECT {cols} FROM {_bulk_source(spec, staged)} WHERE true"
+        f"{_BETWEEN.replace('s.', '') if staged else ''} ORDER BY {ident(spec.key_column)}{tail}"
     )

@@ -239,10 +239,7 @@ class Store:
         the new snapshot replaces them. Returns how many shapes were reset."""
         where, params = ("WHERE id = ?", (shape_id,)) if shape_id is not None else ("", ())
         with self._transaction():
-            if shape_id is None:
-                self.conn.execute("DELETE FROM _replica_pending")
-            else:
-                self.conn.execute("DELETE FROM _replica_pending WHERE shape_id = ?", params)
+            self._drop_pending(shape_id)
             cursor = self.conn.execute(
                 "UPDATE _replica_shapes SET handle = NULL, \"offset\" = '-1', position = NULL, "
                 "phase = 'snapshot', generation = generation + 1, state = 'initial', "
@@ -257,7 +254,7 @@ class Store:
         with self._transaction(shape_id):
             writer = self._writers[shape.target]
             writer.sweep(shape_id, generation=shape.generation + 1)
-            self.conn.execute("DELETE FROM _replica_pending WHERE shape_id = ?", (shape_id,))
+            self._drop_pending(shape_id)
             self.conn.execute("DELETE FROM _replica_shapes WHERE id = ?", (shape_id,))
 
     # -- the write path ---------------------------------------------------------------
@@ -284,19 +281,19 @@ class Store:
         now = now_iso()
         with self._transaction(shape_id, now) as first_seq:
             if reset:
-                self.conn.execute("DELETE FROM _replica_pending WHERE shape_id = ?", (shape_id,))
+                self._drop_pending(shape_id)
                 phase, generation = "snapshot", generation + 1
             rows = shape.rows
             if not up_to_date:
                 if changes:
-                    self.conn.execute(
-                        "INSERT INTO _replica_pending (shape_id, changes) VALUES (?, ?)",
-                        (shape_id, _encode(changes)),
-                    )
+                    self._stage(shape_id, writer, changes)
             else:
                 moved = 0
                 for page in self._pending(shape_id):
-                    moved += writer.apply(shape_id, generation, page)
+                    if isinstance(page, tuple):
+                        moved += writer.publish_staged(shape_id, generation, *page)
+                    else:
+                        moved += writer.apply(shape_id, generation, page)
                 moved += writer.apply(shape_id, generation, changes)
                 self.conn.execute("DELETE FROM _replica_pending WHERE shape_id = ?", (shape_id,))
                 if phase == "snapshot":
@@ -327,19 +324,59 @@ class Store:
         written = (last_seq - first_seq) if last_seq is not None else 0
         return ApplyResult(up_to_date, written, last_seq if written else None, rows)
 
-    def _pending(self, shape_id: int) -> Iterator[list[RowChange]]:
+    def _stage(self, shape_id: int, writer: TableWriter, changes: Sequence[RowChange]) -> None:
+        """Keep a page until the shape's next up-to-date: a page of inserts as rows of the
+        staged table (published set-based), any other page encoded."""
+        staged = writer.stage(changes)
+        if staged is None:
+            self.conn.execute(
+                "INSERT INTO _replica_pending (shape_id, changes) VALUES (?, ?)",
+                (shape_id, _encode(changes)),
+            )
+            return
+        names, first, last = staged
+        self.conn.execute(
+            "INSERT INTO _replica_pending (shape_id, changes, columns, first_row, last_row) "
+            "VALUES (?, x'', ?, ?, ?)",
+            (shape_id, orjson.dumps(names).decode(), first, last),
+        )
+
+    def _pending(self, shape_id: int) -> Iterator[list[RowChange] | tuple[list[str], int, int]]:
+        """The shape's staged pages in order: decoded changes, or (columns, first rowid, last
+        rowid) of a page in the staged table."""
         # One staged page at a time: memory stays bounded by a page, not by the shape.
         last = 0
         while True:
             row = self.conn.execute(
-                "SELECT id, changes FROM _replica_pending WHERE shape_id = ? AND id > ? "
-                "ORDER BY id LIMIT 1",
+                "SELECT id, changes, columns, first_row, last_row FROM _replica_pending "
+                "WHERE shape_id = ? AND id > ? ORDER BY id LIMIT 1",
                 (shape_id, last),
             ).fetchone()
             if row is None:
                 return
             last = row[0]
-            yield _decode(row[1])
+            if row[2] is None:
+                yield _decode(row[1])
+            else:
+                yield orjson.loads(row[2]), row[3], row[4]
+
+    def _drop_pending(self, shape_id: int | None) -> None:
+        """Forget the staged pages of a shape (of every shape if None)."""
+        if shape_id is None:
+            for writer in self._writers.values():
+                writer.drop_staged()
+            self.conn.execute("DELETE FROM _replica_pending")
+            return
+        writer = self._writers.get(self._shape_by_id(shape_id).target)
+        ranges = self.conn.execute(
+            "SELECT first_row, last_row FROM _replica_pending "
+            "WHERE shape_id = ? AND columns IS NOT NULL",
+            (shape_id,),
+        ).fetchall()
+        if writer is not None:
+            for first, last in ranges:
+                writer.drop_staged(first, last)
+        self.conn.execute("DELETE FROM _replica_pending WHERE shape_id = ?", (shape_id,))
 
     # -- reading ----------------------------------------------------------------------
 
