@@ -58,17 +58,37 @@ class Ceiling:
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
-    """Wait for a child (os.wait4, so its own peak RSS is known): (exit status, MiB)."""
+    """Wait for a child: (exit status, its peak RSS in MiB).
+
+    The peak is the child's own `VmHWM`, read every few milliseconds while it runs. Not
+    `ru_maxrss` from wait4: Linux carries the parent's peak over into an exec'd child, and
+    this process holds the emulator and its data (hundreds of MB), which would be reported
+    as the child's.
+    """
     deadline = time.monotonic() + timeout
+    peak_kib = 0
     while True:
+        peak_kib = max(peak_kib, _peak_rss_kib(proc.pid))
         pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
         if pid:
             proc.returncode = os.waitstatus_to_exitcode(status)
-            return proc.returncode, usage.ru_maxrss / 1024
+            return proc.returncode, (peak_kib or usage.ru_maxrss) / 1024
         if time.monotonic() > deadline:
             proc.kill()
             raise TimeoutError(f"{proc.args!r} took longer than {timeout:.0f} s")
         time.sleep(0.005)
+
+
+def _peak_rss_kib(pid: int) -> int:
+    """`VmHWM` of a running process (its peak resident set), 0 where /proc cannot tell."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def replica_sync(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Measured:
