@@ -95,7 +95,9 @@ class SyncFailedError(ReplicaError):
     "--electric",
     "electric_url",
     metavar="URL",
-    help="Follow a plain Electric shape from this server (needs --table).",
+    help="Follow a plain Electric shape from this server (needs --table). Query parameters "
+    "in the URL (e.g. Electric Cloud's source_id) go with every request; its secret goes "
+    "in ELECTRIC_SECRET.",
 )
 @click.option("--table", help="Table of the --electric shape; synced into a table of that name.")
 @click.option("--where", help="Postgres WHERE clause of the --electric shape ($1.. for --param).")

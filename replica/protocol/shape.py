@@ -30,7 +30,7 @@ RESERVED_PARAMS = frozenset(
 _RESERVED_PREFIXES = ("subset__",)
 
 #: Query parameters whose values are secrets and must never be logged.
-SECRET_PARAMS = frozenset({"secret", "api_secret", "token", "access_token"})
+SECRET_PARAMS = frozenset({"secret", "api_secret", "source_secret", "token", "access_token"})
 
 ParamValue = str | int | float | bool
 

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
 from replica.errors import ShapeDefinitionError
 from replica.protocol.messages import ChangeMessage
-from replica.protocol.shape import ShapeDefinition
+from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition
 from replica.sources.electric import ElectricSource
 from replica.sources.packets import PacketFetcher
 from replica.sources.taskrun import RunMapper
@@ -59,13 +59,29 @@ class RunSource:
 
 def electric_url(url: str) -> str:
     """The shape endpoint of an Electric server: `http://host:3000` → `.../v1/shape`."""
+    return _electric_endpoint(url)[0]
+
+
+def _electric_endpoint(url: str) -> tuple[str, dict[str, str]]:
+    """The shape endpoint of an Electric server and the query parameters its URL carries
+    (e.g. Electric Cloud's `source_id`), sent with every request. A secret in the URL is
+    refused: it would show in process arguments, `replica.toml` and shell history."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ShapeDefinitionError(f"--electric must be an http(s) URL, got {url!r}")
     path = parts.path.rstrip("/")
     if not path.endswith("/v1/shape"):
         path += "/v1/shape"
-    return urlunsplit((parts.scheme, parts.netloc, path, "", ""))
+    extra: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in SECRET_PARAMS:
+            raise ShapeDefinitionError(
+                f"the --electric URL carries a secret ({name}=...): set it in the "
+                "ELECTRIC_SECRET environment variable instead, where it stays out of "
+                "process arguments, replica.toml and logs"
+            )
+        extra[name] = value
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), extra
 
 
 def electric_source(
@@ -84,14 +100,15 @@ def electric_source(
         where = check_where(where, params)
     elif params:
         raise ShapeDefinitionError("params given without a where clause")
+    endpoint, extra = _electric_endpoint(url)
     shape = ShapeDefinition(
-        electric_url(url),
+        endpoint,
         table=table,
         where=where,
         where_params=list(params) or None,
         columns=list(columns) if columns else None,
         replica=replica,  # type: ignore[arg-type]
-        params={"secret": secret} if secret else {},
+        params={**extra, "secret": secret} if secret else extra,
     )
     return ElectricSource(shape, keep_detached=keep_detached)
 

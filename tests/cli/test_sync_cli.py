@@ -158,6 +158,7 @@ def test_query_prints_tables_json_and_csv_and_refuses_writes(replica_cli: Replic
         (("sync", "--run", "not-a-run"), "run_"),
         (("sync", "--tag", "a", "--skip-column", "updatedAt"), "updatedAt"),
         (("sync", "--replica", "partial", "--electric", "http://x", "--table", "t"), "partial"),
+        (("sync", "--electric", "http://x/v1/shape?secret=s", "--table", "t"), "ELECTRIC_SECRET"),
         (("reset",), "--shape KEY or --all"),
         (("query", "select 1", "--json", "--csv"), "one of --json and --csv"),
         (("status", "--bogus"), "--bogus"),
