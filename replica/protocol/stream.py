@@ -11,7 +11,6 @@ import asyncio
 import inspect
 import logging
 import random
-import ssl
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -33,8 +32,17 @@ from replica.errors import (
 )
 from replica.protocol.backoff import Backoff, BackoffTimer, parse_retry_after
 from replica.protocol.deadline import within
-from replica.protocol.messages import ChangeMessage, load_json, parse_body
-from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition, redact_url
+from replica.protocol.messages import ChangeMessage, parse_body
+from replica.protocol.replies import (
+    Reply,
+    Retryable,
+    certificate_problem,
+    out_of_bounds,
+    short_body,
+    upstream_error,
+    without_secrets,
+)
+from replica.protocol.shape import ShapeDefinition, redact_url
 from replica.protocol.state import Position, ShapeState, is_valid_offset
 from replica.protocol.values import Parser, RowParser, parse_schema_header
 
@@ -112,23 +120,6 @@ class ErrorRecovery:
 
 
 ErrorHook = Callable[[ProtocolError], "Awaitable[ErrorRecovery | None] | ErrorRecovery | None"]
-
-
-class _Retryable(Exception):
-    """A failure worth retrying with back-off (network error, timeout, 429, 5xx)."""
-
-    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
-        super().__init__(reason)
-        self.status = status
-        self.retry_after = retry_after
-
-
-@dataclass(slots=True)
-class _Reply:
-    status: int
-    headers: httpx.Headers
-    body: bytes
-    url: str
 
 
 class ShapeStream:
@@ -235,7 +226,7 @@ class ShapeStream:
                 # the batch, which this frame would otherwise keep alive until the next reply.
                 del reply
             except ProtocolError as exc:
-                if isinstance(exc, UpstreamError) and _out_of_bounds(exc):
+                if isinstance(exc, UpstreamError) and out_of_bounds(exc):
                     # Electric answers 400 when our offset is past the end of its log (e.g.
                     # after a server restart). Resetting is the only way forward: start over.
                     log.warning("%s: offset out of bounds; fetching the shape again", self._name)
@@ -262,7 +253,7 @@ class ShapeStream:
 
     # -- one reply ------------------------------------------------------------------
 
-    def _handle(self, reply: _Reply, requested_offset: str, live: bool) -> Batch | None:
+    def _handle(self, reply: Reply, requested_offset: str, live: bool) -> Batch | None:
         state = self.state
         if reply.status == 409:
             new_handle = reply.headers.get("electric-handle") or None
@@ -345,7 +336,7 @@ class ShapeStream:
 
     # -- HTTP with retries -------------------------------------------------------------
 
-    async def _request(self, live: bool) -> _Reply:
+    async def _request(self, live: bool) -> Reply:
         """One logical request: retried with back-off until it gets a usable status."""
         timer = BackoffTimer(self.options.backoff)
         while True:
@@ -354,7 +345,7 @@ class ShapeStream:
             shown = redact_url(url)
             try:
                 reply = await self._send(url, live)
-            except _Retryable as exc:
+            except Retryable as exc:
                 if timer.exhausted:
                     raise RetriesExhaustedError(
                         f"gave up after {timer.attempts} retries of {shown}: {exc}", url=shown
@@ -377,10 +368,10 @@ class ShapeStream:
             status = reply.status
             if 200 <= status < 300 or status == 409:
                 return reply
-            reply.body = _without_secrets(reply.body, self.shape)
-            raise _upstream_error(reply, shown)
+            reply.body = without_secrets(reply.body, self.shape)
+            raise upstream_error(reply, shown)
 
-    async def _send(self, url: str, live: bool) -> _Reply:
+    async def _send(self, url: str, live: bool) -> Reply:
         opts = self.options
         shown = redact_url(url)
         log.debug("GET %s", shown)
@@ -400,11 +391,11 @@ class ShapeStream:
                 try:
                     reply = await within(self._fetch(url, timeout), opts.request_timeout)
                 except asyncio.TimeoutError:
-                    raise _Retryable(
+                    raise Retryable(
                         f"request took longer than {opts.request_timeout:.0f} s"
                     ) from None
         except httpx.TransportError as exc:
-            problem = _certificate_problem(exc)
+            problem = certificate_problem(exc)
             if problem is not None:
                 # Retrying cannot make a certificate valid: say so at once.
                 raise CertificateError(
@@ -412,7 +403,7 @@ class ShapeStream:
                     f"{problem}",
                     url=shown,
                 ) from exc
-            raise _Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
+            raise Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
         log.debug(
             "%s %s in %.3f s: offset=%s handle=%s",
             reply.status,
@@ -424,11 +415,11 @@ class ShapeStream:
         status = reply.status
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(reply.headers.get("retry-after"))
-            detail = _short_body(_without_secrets(reply.body, self.shape))
-            raise _Retryable(f"HTTP {status}{' ' + detail if detail else ''}", status, retry_after)
+            detail = short_body(without_secrets(reply.body, self.shape))
+            raise Retryable(f"HTTP {status}{' ' + detail if detail else ''}", status, retry_after)
         return reply
 
-    async def _fetch(self, url: str, timeout: httpx.Timeout) -> _Reply:
+    async def _fetch(self, url: str, timeout: httpx.Timeout) -> Reply:
         request = self.client.build_request(
             "GET", url, headers=dict(self.shape.headers), timeout=timeout
         )
@@ -437,7 +428,7 @@ class ShapeStream:
             body = await response.aread()
         finally:
             await response.aclose()
-        return _Reply(response.status_code, response.headers, body, redact_url(url))
+        return Reply(response.status_code, response.headers, body, redact_url(url))
 
     # -- guards and hooks -------------------------------------------------------------
 
@@ -504,62 +495,5 @@ class ShapeStream:
         return redact_url(self.shape.key)
 
 
-def _certificate_problem(exc: BaseException) -> str | None:
-    """What was wrong with the server's certificate, if that is why `exc` happened."""
-    seen: set[int] = set()
-    cause: BaseException | None = exc
-    while cause is not None and id(cause) not in seen:
-        if isinstance(cause, ssl.SSLCertVerificationError):
-            return cause.verify_message or cause.reason or str(cause)
-        seen.add(id(cause))
-        cause = cause.__cause__ or cause.__context__
-    return None
-
-
 def _valid_offset(offset: str) -> bool:
     return is_valid_offset(offset) and offset not in ("-1", "now")
-
-
-def _without_secrets(body: bytes, shape: ShapeDefinition) -> bytes:
-    """`body` with the request's secrets replaced by `***`: an error page may quote the
-    request's URL or headers, and error text is shown, logged and stored."""
-    secrets = [str(v) for name, v in shape.params.items() if name in SECRET_PARAMS]
-    secrets += [
-        v.split(" ", 1)[-1] for k, v in shape.headers.items() if k.lower() == "authorization"
-    ]
-    for secret in secrets:
-        if len(secret) >= 4:
-            # As sent (percent-encoded in the query string) and as the server decoded it.
-            for form in {secret, str(httpx.QueryParams({"": secret}))[1:]}:
-                body = body.replace(form.encode(), b"***")
-    return body
-
-
-def _short_body(body: bytes, limit: int = 200) -> str:
-    text = body.decode("utf-8", "replace").strip()
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _upstream_error(reply: _Reply, url: str) -> UpstreamError:
-    errors: dict[str, Any] = {}
-    try:
-        data = load_json(reply.body) if reply.body else None
-    except MalformedResponseError:
-        data = None
-    if isinstance(data, dict):
-        if isinstance(data.get("errors"), dict):
-            errors = data["errors"]
-        elif isinstance(data.get("error"), str):
-            errors = {"error": [data["error"]]}
-        elif isinstance(data.get("message"), str):
-            errors = {"message": [data["message"]]}
-    return UpstreamError(reply.status, url=url, body=_short_body(reply.body, 1000), errors=errors)
-
-
-def _out_of_bounds(exc: UpstreamError) -> bool:
-    if exc.status != 400:
-        return False
-    messages = exc.errors.get("offset")
-    if isinstance(messages, list):
-        return any("out of bounds" in str(m) for m in messages)
-    return "out of bounds" in str(messages or "")

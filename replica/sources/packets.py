@@ -21,6 +21,7 @@ import httpx
 import orjson
 
 from replica.errors import ProtocolError, RetriesExhaustedError
+from replica.protocol.replies import credentials, redact
 from replica.protocol.values import has_long_digit_run
 from replica.sources import superjson
 
@@ -373,14 +374,9 @@ class PacketFetcher:
     def _redacted(self, text: str, url: str) -> str:
         """`text` (an error page) without the token or the URL's signature: a server may
         quote the request, and error text is shown, logged and stored."""
-        secrets = [
-            v.split(" ", 1)[-1] for k, v in self._headers.items() if k.lower() == "authorization"
-        ]
-        secrets += [v for _, v in httpx.URL(url).params.multi_items() if len(v) >= 8]
-        for secret in secrets:
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        signature = [v for _, v in httpx.URL(url).params.multi_items() if len(v) >= 8]
+        secrets = [*credentials(self._headers), *signature]
+        return redact(text.encode(), secrets).decode("utf-8", "replace")
 
     async def _get_once(self, url: str, *, api: bool, what: str, allow_404: bool) -> httpx.Response:
         request = self._client.build_request(

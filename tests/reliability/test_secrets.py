@@ -417,9 +417,17 @@ def test_error_text_never_holds_the_secret(tmp_path: Path) -> None:
                 ("trigger", ("--api-url", server.url, "--tag", TAG)),
             )
         }
-        # Electric Cloud style: the secret in the URL's query.
-        in_query = f"{servers[401].url}/v1/shape?secret={in_url}"
-        cases["401-electric-secret-in-url"] = ("--electric", in_query, "--table", "items")
+        # Electric Cloud style, the secret in the URL's query: refused before any request
+        # (it would show in process arguments), without repeating the secret.
+        in_query = f"{servers[401].url}/v1/shape?source_id=src&secret={in_url}"
+        refused = finish(
+            start(
+                "sync", "--electric", in_query, "--table", "items", "--once", cwd=tmp_path, env=env
+            )
+        )
+        assert "ELECTRIC_SECRET" in one_error(refused, 2)
+        assert_output_clean(refused, everything)
+        assert not list(tmp_path.glob("*.db"))
         # A 500 is retried for several seconds before --once gives up: run them all at once.
         running = {
             name: start("sync", *args, "--once", "--db", f"{name}.db", cwd=tmp_path, env=env)

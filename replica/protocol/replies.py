@@ -1,0 +1,97 @@
+"""What an upstream reply means when it is not a batch: a failure worth retrying, a typed
+upstream error, a certificate problem; and error text cleaned of the request's secrets."""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+
+from replica.errors import MalformedResponseError, UpstreamError
+from replica.protocol.messages import load_json
+from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition
+
+
+class Retryable(Exception):
+    """A failure worth retrying with back-off (network error, timeout, 429, 5xx)."""
+
+    def __init__(self, reason: str, status: int | None = None, retry_after: float | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass(slots=True)
+class Reply:
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    url: str
+
+
+def certificate_problem(exc: BaseException) -> str | None:
+    """What was wrong with the server's certificate, if that is why `exc` happened."""
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return cause.verify_message or cause.reason or str(cause)
+        seen.add(id(cause))
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def without_secrets(body: bytes, shape: ShapeDefinition) -> bytes:
+    """`body` without the shape's secrets (secret query parameters, the Authorization
+    credential): see `redact`."""
+    secrets = [str(v) for name, v in shape.params.items() if name in SECRET_PARAMS]
+    return redact(body, [*secrets, *credentials(shape.headers)])
+
+
+def credentials(headers: Any) -> list[str]:
+    """The credential of an Authorization header among `headers` (`Bearer X` -> `X`)."""
+    return [v.split(" ", 1)[-1] for k, v in headers.items() if k.lower() == "authorization"]
+
+
+def redact(body: bytes, secrets: Iterable[str]) -> bytes:
+    """`body` with each secret replaced by `***`: an error page may quote the request's URL
+    or headers, and error text is shown, logged and stored. A secret is found as written
+    and as sent in a query string (percent-encoded)."""
+    for secret in secrets:
+        if len(secret) >= 4:
+            for form in {secret, str(httpx.QueryParams({"": secret}))[1:]}:
+                body = body.replace(form.encode(), b"***")
+    return body
+
+
+def short_body(body: bytes, limit: int = 200) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def upstream_error(reply: Reply, url: str) -> UpstreamError:
+    errors: dict[str, Any] = {}
+    try:
+        data = load_json(reply.body) if reply.body else None
+    except MalformedResponseError:
+        data = None
+    if isinstance(data, dict):
+        if isinstance(data.get("errors"), dict):
+            errors = data["errors"]
+        elif isinstance(data.get("error"), str):
+            errors = {"error": [data["error"]]}
+        elif isinstance(data.get("message"), str):
+            errors = {"message": [data["message"]]}
+    return UpstreamError(reply.status, url=url, body=short_body(reply.body, 1000), errors=errors)
+
+
+def out_of_bounds(exc: UpstreamError) -> bool:
+    if exc.status != 400:
+        return False
+    messages = exc.errors.get("offset")
+    if isinstance(messages, list):
+        return any("out of bounds" in str(m) for m in messages)
+    return "out of bounds" in str(messages or "")
