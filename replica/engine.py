@@ -225,9 +225,7 @@ class Engine:
                         # Nothing moved: no transaction (idle shapes stay cheap). Only a
                         # shape recovering from a failed request has news: it is live again.
                         timer.reset()
-                        if progress.state != "live":
-                            progress.state, progress.error = "live", None
-                            await self._write(self.store.set_status, shape_id, "live")
+                        await self._now_in(progress, shape_id, "live")
                         continue
                     table = await self._table_for(source, page.position.schema, table)
                     if table is None:
@@ -251,10 +249,9 @@ class Engine:
                     written = (page.position.handle, page.position.offset, time.monotonic())
                     if result.last_seq is not None:
                         await self._committed(result.last_seq, result.changes)
-                    state = "live" if page.up_to_date else "refetching" if page.reset else None
-                    if state and state != progress.state:
-                        progress.state, progress.error = state, None
-                        await self._write(self.store.set_status, shape_id, state)
+                    if page.up_to_date or page.reset:
+                        state = "live" if page.up_to_date else "refetching"
+                        await self._now_in(progress, shape_id, state)
                     if page.up_to_date:
                         timer.reset()
                         if self.once:
@@ -278,6 +275,12 @@ class Engine:
                 continue
             progress.done = True
             return
+
+    async def _now_in(self, progress: ShapeProgress, shape_id: int, state: str) -> None:
+        """A page arrived and the shape is in `state`: recorded (error cleared) if new."""
+        if state != progress.state:
+            progress.state, progress.error = state, None
+            await self._write(self.store.set_status, shape_id, state)
 
     async def _map(
         self, source: Source, wire: list[ChangeMessage], table: TableSpec

@@ -22,9 +22,10 @@ import httpx
 from replica.commands.common import logging_options, render_table
 from replica.devserver.server import DevServer
 from replica.engine import Engine
+from replica.errors import DatabaseError
 from replica.sources.subscriptions import trigger_sources
 from replica.store import Store
-from replica.store.database import sqlite_uri
+from replica.store.database import connect
 
 DEMO_TAG = "user:1234"
 COLUMNS = ("run", "task", "status", "progress", "duration")
@@ -134,7 +135,10 @@ class _Screen:
         if self._conn is None:
             if not self.path.exists():
                 return []
-            self._conn = sqlite3.connect(sqlite_uri(self.path, mode="ro"), uri=True)
+            try:
+                self._conn = connect(self.path, readonly=True)
+            except DatabaseError:
+                return []  # not readable yet
         try:
             found = self._conn.execute(
                 "SELECT r.id, r.task_identifier, r.status, "

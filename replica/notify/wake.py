@@ -261,10 +261,7 @@ class Pulse:
         while self.generation == seen:
             self._event.clear()
             try:
-                if timeout is None:
-                    await self._event.wait()
-                else:
-                    await within(self._event.wait(), timeout)
+                await within(self._event.wait(), timeout)
             except asyncio.TimeoutError:
                 return self.generation != seen
         return True

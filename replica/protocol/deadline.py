@@ -17,9 +17,10 @@ from typing import TypeVar
 T = TypeVar("T")
 
 
-async def within(awaitable: Awaitable[T], seconds: float) -> T:
+async def within(awaitable: Awaitable[T], seconds: float | None) -> T:
     """The result of `awaitable`, or `asyncio.TimeoutError` after `seconds` (it is then
-    cancelled). Cancelling the caller cancels `awaitable` too and always raises."""
+    cancelled; None waits for as long as it takes). Cancelling the caller cancels
+    `awaitable` too and always raises."""
     task = asyncio.ensure_future(awaitable)
     try:
         done, _ = await asyncio.wait({task}, timeout=seconds)

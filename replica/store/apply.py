@@ -45,7 +45,7 @@ class TableWriter:
         self.required = frozenset(c.name for c in spec.columns if c.not_null and c.default is None)
         # Made here, outside any transaction (a rollback would take it away again); a new
         # writer (the table gained columns) makes it anew.
-        conn.execute(f"DROP TABLE IF EXISTS temp.{sql.ident(sql.bulk_table_name(spec))}")
+        conn.execute(f"DROP TABLE IF EXISTS {sql.bulk_source(spec)}")
         conn.execute(sql.create_bulk_table(spec))
 
     def apply(self, shape_id: int, generation: int, changes: Sequence[RowChange]) -> int:
@@ -116,8 +116,8 @@ class TableWriter:
         if not self._set_based(names, batch):
             return None
         self._ensure_staged_table()
-        table = f"main.{sql.ident(sql.staged_table_name(self.spec))}"
-        first = self.conn.execute(f"SELECT coalesce(max(rowid), 0) + 1 FROM {table}").fetchone()
+        staged = sql.bulk_source(self.spec, staged=True)
+        first = self.conn.execute(f"SELECT coalesce(max(rowid), 0) + 1 FROM {staged}").fetchone()
         self._many(sql.bulk_stage(self.spec, names, staged=True), rows)
         return names, first[0], first[0] + len(rows) - 1
 
@@ -127,11 +127,8 @@ class TableWriter:
         """Apply a page staged by `stage` (set-based, like `_staged_upsert`) and let go of
         its staged rows; return how many memberships came or went."""
         spec, conn = self.spec, self.conn
-        staged = f"main.{sql.ident(sql.staged_table_name(spec))}"
-        conn.execute(sql.bulk_log(spec, names, staged=True), (first, last))
-        conn.execute("UPDATE temp._replica_context SET bulk = 1")
-        conn.execute(sql.bulk_upsert(spec, names, staged=True), (first, last))
-        conn.execute("UPDATE temp._replica_context SET bulk = NULL")
+        staged = sql.bulk_source(spec, staged=True)
+        self._log_and_upsert(names, (first, last))
         before = conn.total_changes
         conn.execute(
             "INSERT INTO _replica_members (shape_id, tbl, key, generation) "
@@ -144,22 +141,16 @@ class TableWriter:
         return moved
 
     def drop_staged(self, first: int | None = None, last: int | None = None) -> None:
-        """Forget staged rows (those between two rowids, or all of them)."""
-        staged = f"main.{sql.ident(sql.staged_table_name(self.spec))}"
-        if not self._staged_table_exists():
-            return
-        if first is None or last is None:
-            self.conn.execute(f"DELETE FROM {staged}")
-        else:
+        """Forget staged rows: those between two rowids (staged by `stage`, so the table
+        exists), or all of them (if the table was ever made)."""
+        staged = sql.bulk_source(self.spec, staged=True)
+        if first is not None and last is not None:
             self.conn.execute(f"DELETE FROM {staged} WHERE rowid BETWEEN ? AND ?", (first, last))
-
-    def _staged_table_exists(self) -> bool:
-        name = sql.staged_table_name(self.spec)
-        return bool(
-            self.conn.execute(
-                "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?", (name,)
-            ).fetchone()
-        )
+        elif self.conn.execute(
+            "SELECT 1 FROM main.sqlite_master WHERE type = 'table' AND name = ?",
+            (sql.staged_table_name(self.spec),),
+        ).fetchone():
+            self.conn.execute(f"DELETE FROM {staged}")
 
     def _ensure_staged_table(self) -> None:
         """Make the staged table, or give it the columns the target table gained since."""
@@ -169,7 +160,7 @@ class TableWriter:
         for column in self.spec.columns:
             if column.name not in have:
                 self.conn.execute(
-                    f"ALTER TABLE main.{sql.ident(name)} "
+                    f"ALTER TABLE {sql.bulk_source(self.spec, staged=True)} "
                     f"ADD COLUMN {sql.ident(column.name)} {column.type}"
                 )
 
@@ -181,15 +172,21 @@ class TableWriter:
         return len({c.key for c in batch}) == len(batch)
 
     def _staged_upsert(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
-        conn, spec = self.conn, self.spec
-        stage = f"temp.{sql.ident(sql.bulk_table_name(spec))}"
-        conn.execute(f"DELETE FROM {stage}")
-        self._many(sql.bulk_stage(spec, names), rows)
-        conn.execute(sql.bulk_log(spec, names))
+        stage = sql.bulk_source(self.spec)
+        self.conn.execute(f"DELETE FROM {stage}")
+        self._many(sql.bulk_stage(self.spec, names), rows)
+        self._log_and_upsert(names)
+        self.conn.execute(f"DELETE FROM {stage}")
+
+    def _log_and_upsert(self, names: list[str], staged: tuple[int, int] | None = None) -> None:
+        """Log, then upsert, the rows of the TEMP bulk table, or with `staged` (first and
+        last rowid) those of the durable staged table; the per-row log triggers stand
+        aside meanwhile (`bulk`)."""
+        spec, conn, params = self.spec, self.conn, staged or ()
+        conn.execute(sql.bulk_log(spec, names, staged=staged is not None), params)
         conn.execute("UPDATE temp._replica_context SET bulk = 1")
-        conn.execute(sql.bulk_upsert(spec, names))
+        conn.execute(sql.bulk_upsert(spec, names, staged=staged is not None), params)
         conn.execute("UPDATE temp._replica_context SET bulk = NULL")
-        conn.execute(f"DELETE FROM {stage}")
 
     def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
         """Run a one-row `INSERT .. VALUES (?, ..) ..` for many rows, in multi-row chunks."""

@@ -215,7 +215,8 @@ def create_staged_table(spec: TableSpec) -> str:
 _BETWEEN = " AND s.rowid BETWEEN ? AND ?"
 
 
-def _bulk_source(spec: TableSpec, staged: bool) -> str:
+def bulk_source(spec: TableSpec, staged: bool = False) -> str:
+    """The table bulk rows wait in: the TEMP bulk table, or the durable staged table."""
     if staged:
         return f"main.{ident(staged_table_name(spec))}"
     return f"temp.{ident(bulk_table_name(spec))}"
@@ -225,8 +226,7 @@ def bulk_stage(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -
     """A one-row INSERT into the bulk table (expanded to many rows by the writer)."""
     cols = ", ".join(ident(c) for c in names)
     return (
-        f"INSERT INTO {_bulk_source(spec, staged)} ({cols}) "
-        f"VALUES ({', '.join('?' for _ in names)})"
+        f"INSERT INTO {bulk_source(spec, staged)} ({cols}) VALUES ({', '.join('?' for _ in names)})"
     )
 
 
@@ -280,7 +280,7 @@ def bulk_log(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> 
         f"SELECT {literal(spec.name)}, {log_key}, CASE WHEN {new} THEN 'insert' ELSE 'update' END, "
         f"c.shape_id, CASE WHEN {new} THEN NULL ELSE '[' || substr({changed}, 2) || ']' END, "
         f"CASE WHEN {new} THEN NULL ELSE '{{' || substr({old}, 2) || '}}' END, {now} "
-        f"FROM {_bulk_source(spec, staged)} AS s "
+        f"FROM {bulk_source(spec, staged)} AS s "
         f"LEFT JOIN main.{table} AS r ON r.{key} = s.{key} "
         "LEFT JOIN temp._replica_context AS c "
         f"WHERE ({condition}){_BETWEEN if staged else ''} ORDER BY s.rowid"
@@ -298,6 +298,6 @@ def bulk_upsert(spec: TableSpec, names: Sequence[str], *, staged: bool = False) 
     cols = ", ".join(ident(c) for c in names)
     # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
     return (
-        f"{head}SELECT {cols} FROM {_bulk_source(spec, staged)} WHERE true"
-        f"{_BETWEEN.replace('s.', '') if staged else ''} ORDER BY {ident(spec.key_column)}{tail}"
+        f"{head}SELECT {cols} FROM {bulk_source(spec, staged)} AS s WHERE true"
+        f"{_BETWEEN if staged else ''} ORDER BY {ident(spec.key_column)}{tail}"
     )
