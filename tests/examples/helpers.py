@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import sqlite3
@@ -16,24 +15,8 @@ from typing import Any
 
 import httpx
 
-from replica.devserver import DevServer
-
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
-
-
-def example_env(server: DevServer, db: Path) -> dict[str, str]:
-    """The environment a user sets after `replica dev-server` prints its key."""
-    env = {
-        **os.environ,
-        "TRIGGER_SECRET_KEY": server.secret_key,
-        "TRIGGER_API_URL": server.url,
-        "REPLICA_DB": str(db),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("TRIGGER_ACCESS_TOKEN", "TRIGGER_PREVIEW_BRANCH", "ELECTRIC_SECRET"):
-        env.pop(name, None)
-    return env
 
 
 class Process:

@@ -24,13 +24,13 @@ import replica
 from replica.devserver import DevServer
 from replica.devserver.taskrun import FINAL_STATUSES
 from replica.devserver.testing import TEST_LONG_POLL_TIMEOUT
+from tests.support.env import replica_env
 
 from .browser import chromium, screenshot
 from .helpers import (
     EXAMPLES,
     ROOT,
     Process,
-    example_env,
     free_port,
     python,
     query,
@@ -97,7 +97,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
             long_poll_timeout=TEST_LONG_POLL_TIMEOUT,
         ).start()
         tags = [arg for tag in TAGS for arg in ("--tag", tag)]
-        sync = Process(replica_command("sync", *tags), env=example_env(server, db), cwd=cwd)
+        sync = Process(replica_command("sync", *tags), env=replica_env(server, db), cwd=cwd)
         yield Live(server, db, base)
         assert sync.stop() == 0, sync.stderr
     finally:

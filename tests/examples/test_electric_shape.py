@@ -8,8 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from replica.devserver import DevServer
+from tests.support.env import replica_env
 
-from .helpers import EXAMPLES, Process, example_env, python, query
+from .helpers import EXAMPLES, Process, python, query
 
 EXAMPLE = EXAMPLES / "electric_shape" / "follow_shape.py"
 
@@ -37,7 +38,7 @@ def test_once_materialises_the_shape_into_a_table(tmp_path: Path, server: DevSer
     result = subprocess.run(
         python(EXAMPLE, *args, "--once"),
         cwd=tmp_path,
-        env=example_env(server, db),
+        env=replica_env(server, db),
         capture_output=True,
         text=True,
         timeout=60,
@@ -61,7 +62,7 @@ def test_follows_changes_live_and_stops_on_sigterm(
     items = define_items(server, "todo")
     follower = processes(
         python(EXAMPLE, "--url", server.url, "--table", items, "--duration", "60"),
-        env=example_env(server, tmp_path / "replica.db"),
+        env=replica_env(server, tmp_path / "replica.db"),
         cwd=tmp_path,
     )
     for key in ("1", "2", "3"):  # the snapshot arrives as inserts

@@ -7,8 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from replica.devserver import DevServer
+from tests.support.env import replica_env
 
-from .helpers import EXAMPLES, Process, example_env, python, query, replica_command, wait_until
+from .helpers import EXAMPLES, Process, python, query, replica_command, wait_until
 
 WORKER = EXAMPLES / "failure_alerts" / "alerts.py"
 TAG, OTHER = "user:alerts", "org:alerts-other"
@@ -23,7 +24,7 @@ def test_alerts_exactly_the_failed_runs_of_the_tag_once_each(
     tmp_path: Path, server: DevServer, processes: Callable[..., Process]
 ) -> None:
     db = tmp_path / "replica.db"
-    env = example_env(server, db)
+    env = replica_env(server, db)
     ours = [server.trigger("send-email", {"n": i}, tags=[TAG, "org:x"]) for i in range(5)]
     theirs = server.trigger("send-email", {}, tags=[OTHER])
     sync = processes(replica_command("sync", "--tag", TAG, "--tag", OTHER), env=env, cwd=tmp_path)

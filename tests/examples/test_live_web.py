@@ -11,8 +11,9 @@ from pathlib import Path
 import httpx
 
 from replica.devserver import DevServer
+from tests.support.env import replica_env
 
-from .helpers import EXAMPLES, Process, example_env, free_port, python, wait_until
+from .helpers import EXAMPLES, Process, free_port, python, wait_until
 
 APP = EXAMPLES / "live_web" / "app.py"
 
@@ -28,7 +29,7 @@ def test_page_lists_the_tag_and_events_follow_changes(
     base = f"http://127.0.0.1:{port}"
     app = processes(
         python(APP, "--sync", "--tag", tag, "--port", str(port), "--duration", "60"),
-        env=example_env(server, tmp_path / "replica.db"),
+        env=replica_env(server, tmp_path / "replica.db"),
         cwd=tmp_path,
     )
     app.wait_for_line(lambda line: line.startswith("live page for tag"))

@@ -6,8 +6,9 @@ import subprocess
 from pathlib import Path
 
 from replica.devserver import DevServer
+from tests.support.env import replica_env
 
-from .helpers import EXAMPLES, example_env, python
+from .helpers import EXAMPLES, python
 
 EXAMPLE = EXAMPLES / "typed_payloads" / "typed_runs.py"
 
@@ -16,7 +17,7 @@ def run_example(tmp_path: Path, server: DevServer, *args: str) -> subprocess.Com
     return subprocess.run(
         python(EXAMPLE, *args),
         cwd=tmp_path,
-        env=example_env(server, tmp_path / "replica.db"),
+        env=replica_env(server, tmp_path / "replica.db"),
         capture_output=True,
         text=True,
         timeout=60,

@@ -4,7 +4,6 @@ starting `replica` and listener processes, waiting for things."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from replica.devserver import DevServer
 from replica.store import Store
 from replica.tables import RowChange
 
@@ -95,19 +93,6 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
     text = path.read_text()
     lines = text.split("\n")
     return [json.loads(line) for line in lines[:-1] if line.strip()]
-
-
-def env_for(server: DevServer, db: Path) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "TRIGGER_SECRET_KEY": server.secret_key,
-        "TRIGGER_API_URL": server.url,
-        "REPLICA_DB": str(db),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("TRIGGER_ACCESS_TOKEN", "TRIGGER_PREVIEW_BRANCH", "ELECTRIC_SECRET"):
-        env.pop(name, None)
-    return env
 
 
 def start_replica(*args: str, env: dict[str, str], **kwargs: Any) -> subprocess.Popen[str]:

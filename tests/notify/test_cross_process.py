@@ -14,8 +14,9 @@ import pytest
 
 from replica import Replica
 from replica.devserver import DevServer
+from tests.support.env import replica_env
 
-from .helpers import env_for, log_entries, read_jsonl, start_listener, start_replica, stop, wait_for
+from .helpers import log_entries, read_jsonl, start_listener, start_replica, stop, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -74,7 +75,7 @@ def test_every_change_reaches_two_listener_processes_in_order(
     ]
     for proc in listeners:
         ready(proc)
-    sync = start_replica("sync", "--tag", "user:1", env=env_for(devserver, db))
+    sync = start_replica("sync", "--tag", "user:1", env=replica_env(devserver, db))
     try:
         ids = make_traffic(devserver, db, 30)
         wait_for(lambda: all_synced(db, ids), what="the sync")
@@ -108,7 +109,7 @@ def test_a_listener_killed_mid_stream_resumes_with_no_gap(
     out = tmp_path / "slow.jsonl"
     slow = start_listener(db, out, consumer="slow", delay=0.02)
     ready(slow)
-    sync = start_replica("sync", "--tag", "user:1", env=env_for(devserver, db))
+    sync = start_replica("sync", "--tag", "user:1", env=replica_env(devserver, db))
     try:
         ids = make_traffic(devserver, db, 40)
         wait_for(lambda: len(read_jsonl(out)) >= 40, what="the slow listener to get going")

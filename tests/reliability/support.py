@@ -52,20 +52,6 @@ def record(section: str, **values: Any) -> None:
 # -- processes ----------------------------------------------------------------------------
 
 
-def base_env(server: DevServer, db: Path) -> dict[str, str]:
-    """The environment of a `replica` subprocess pointed at `server` and `db`."""
-    env = {
-        **os.environ,
-        "TRIGGER_SECRET_KEY": server.secret_key,
-        "TRIGGER_API_URL": server.url,
-        "REPLICA_DB": str(db),
-        "PYTHONUNBUFFERED": "1",
-    }
-    for name in ("TRIGGER_ACCESS_TOKEN", "TRIGGER_PREVIEW_BRANCH", "ELECTRIC_SECRET"):
-        env.pop(name, None)
-    return env
-
-
 def replica_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "replica", *args]
 

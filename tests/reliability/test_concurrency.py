@@ -21,9 +21,10 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.env import replica_env
+
 from .support import (
     ROOT,
-    base_env,
     query,
     record,
     replica_command,
@@ -122,7 +123,7 @@ def test_readers_and_datasette_never_see_a_locked_database(
         per_transaction=5000,
     )
     db = tmp_path / "replica.db"
-    env = base_env(server, db)
+    env = replica_env(server, db)
     sync = spawn(
         replica_command("sync", "--tag", "load"), cwd=tmp_path, env=env, log=tmp_path / "sync.log"
     )

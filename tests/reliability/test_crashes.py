@@ -31,12 +31,12 @@ from typing import Any
 import pytest
 
 from replica.devserver import DevServer
+from tests.support.env import replica_env
 
 from .support import (
     ROOT,
     Churn,
     LogCheck,
-    base_env,
     check_item_stories,
     check_noop_entries,
     check_run_stories,
@@ -80,7 +80,7 @@ class Scenario:
         self.dir = tmp_path
         self.server = server
         self.db = tmp_path / "replica.db"
-        self.env = base_env(server, self.db)
+        self.env = replica_env(server, self.db)
         self.rng = random.Random(seed)
         self.subscribed: list[tuple[str, Any]] = []
         self.sync_log = tmp_path / "sync.log"

@@ -29,11 +29,11 @@ import pytest
 
 from replica.devserver import DevServer
 from replica.devserver.faults import FaultRule
+from tests.support.env import replica_env
 
 from .support import (
     Churn,
     LogCheck,
-    base_env,
     check_noop_entries,
     compare,
     local_items,
@@ -165,7 +165,7 @@ def test_the_replica_converges_through_faults(
         for group in (0, 1)
     ]
     (tmp_path / "replica.toml").write_text("\n".join(entries))
-    env = base_env(server, db)
+    env = replica_env(server, db)
     log_path = tmp_path / "sync.jsonl"
     proc = spawn(
         replica_command("--debug", "--json-logs", "sync"), cwd=tmp_path, env=env, log=log_path

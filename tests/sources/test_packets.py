@@ -292,15 +292,9 @@ async def test_timeouts_are_retried() -> None:
     assert len(server.requests) == 2
 
 
-@pytest.mark.anyio
-async def test_refusals_are_not_retried_and_urls_are_redacted() -> None:
-    def fail(request: Request) -> Reply | None:
-        return (
-            Reply(403, body={"error": "expired"}) if request.path.startswith("/objects/") else None
-        )
-
-    handler = PacketsServer(b_objects(), fail=fail)
-    server = await serve(handler)
+async def refused(fail: Any) -> tuple[ScriptedServer, ProtocolError]:
+    """Fetch a packet from a server whose answers `fail` overrides; the refusal raised."""
+    server = await serve(PacketsServer(b_objects(), fail=fail))
     try:
         async with httpx.AsyncClient() as client:
             with pytest.raises(ProtocolError) as info:
@@ -309,8 +303,18 @@ async def test_refusals_are_not_retried_and_urls_are_redacted() -> None:
                 )
     finally:
         await server.__aexit__()
+    return server, info.value
+
+
+@pytest.mark.anyio
+async def test_refusals_are_not_retried_and_urls_are_redacted() -> None:
+    def fail(request: Request) -> Reply | None:
+        return (
+            Reply(403, body={"error": "expired"}) if request.path.startswith("/objects/") else None
+        )
+
+    server, err = await refused(fail)
     assert len(server.requests) == 2
-    err = info.value
     assert "HTTP 403" in str(err) and "expired" in str(err)
     assert err.url is not None and "s3cr3t" not in err.url and "s3cr3t" not in str(err)
 
@@ -388,16 +392,7 @@ async def test_a_refusal_that_quotes_the_request_keeps_its_secrets() -> None:
             return Reply(403, body=quoted)
         return None
 
-    handler = PacketsServer(b_objects(), fail=echo)
-    server = await serve(handler)
-    try:
-        async with httpx.AsyncClient() as client:
-            with pytest.raises(ProtocolError) as raised:
-                await fetcher(client, server).fetch(
-                    "run_cmek7r9kd0009l50a7c3q1m2w", "payload", B_PATH
-                )
-    finally:
-        await server.__aexit__()
-    text = str(raised.value)
+    _, err = await refused(echo)
+    text = str(err)
     assert "denied: Bearer ***" in text and "HTTP 403" in text
     assert "tr_dev_x" not in text
