@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from itertools import groupby
 from operator import itemgetter
 from typing import Any
@@ -22,14 +22,7 @@ log = logging.getLogger(__name__)
 
 #: Runs of at least this many inserts with the same columns go through multi-row statements.
 BULK_THRESHOLD = 16
-#: Membership: the shape holds the row (in the snapshot of this generation).
-_ON_HOLD = (
-    "ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
-    "WHERE generation IS NOT excluded.generation"
-)
-_HOLD = (
-    "INSERT INTO _replica_members (shape_id, tbl, key, generation) VALUES (?, ?, ?, ?) " + _ON_HOLD
-)
+_HOLD_ONE = sql.hold(sql.values(4))
 #: Bound parameters per statement (SQLite's limit is 32766 since 3.32, 999 before).
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
@@ -43,10 +36,12 @@ class TableWriter:
         self.table = sql.ident(spec.name)
         self.key = sql.ident(spec.key_column)
         self.required = frozenset(c.name for c in spec.columns if c.not_null and c.default is None)
+        self.batch = sql.batch_table(spec)
+        self.staged = sql.staged_table(spec)
         # Made here, outside any transaction (a rollback would take it away again); a new
         # writer (the table gained columns) makes it anew.
-        conn.execute(f"DROP TABLE IF EXISTS {sql.bulk_source(spec)}")
-        conn.execute(sql.create_bulk_table(spec))
+        conn.execute(f"DROP TABLE IF EXISTS {self.batch}")
+        conn.execute(sql.create_like(spec, self.batch))
 
     def apply(self, shape_id: int, generation: int, changes: Sequence[RowChange]) -> int:
         """Apply changes in order for `shape_id`; return how many memberships came or went."""
@@ -69,8 +64,8 @@ class TableWriter:
 
     def _insert(self, shape_id: int, generation: int, change: RowChange) -> int:
         values = self._full(change)
-        columns = list(values)
-        self.conn.execute(sql.upsert(self.spec, columns, from_stage=False), list(values.values()))
+        statement = sql.upsert(self.spec, list(values), sql.values(len(values)))
+        self.conn.execute(statement, list(values.values()))
         return self._hold(shape_id, generation, change.key)
 
     def _bulk_insert(
@@ -79,16 +74,16 @@ class TableWriter:
         spec = self.spec
         names, rows = self._params(columns, batch)
         if self._set_based(names, batch):
-            self._staged_upsert(names, rows)
+            self._batch_upsert(names, rows)
         else:
             # Many rows per statement: per-statement costs (and the statement journal SQLite
             # keeps for statements that fire triggers) are paid once per chunk, not per row.
-            self._many(sql.upsert(spec, names, from_stage=False), rows)
+            self._many(lambda source: sql.upsert(spec, names, source), rows)
         before = self.conn.total_changes
         members = [(shape_id, spec.name, c.key, generation) for c in batch]
         with contextlib.suppress(TypeError):  # keys of mixed types: any order will do
             members.sort(key=itemgetter(2))  # B-tree inserts in key order touch fewer pages
-        self._many(_HOLD, members)
+        self._many(sql.hold, members)
         return self.conn.total_changes - before
 
     def _params(
@@ -116,9 +111,9 @@ class TableWriter:
         if not self._set_based(names, batch):
             return None
         self._ensure_staged_table()
-        staged = sql.bulk_source(self.spec, staged=True)
+        staged = self.staged
         first = self.conn.execute(f"SELECT coalesce(max(rowid), 0) + 1 FROM {staged}").fetchone()
-        self._many(sql.bulk_stage(self.spec, names, staged=True), rows)
+        self._many(lambda source: sql.insert(staged, names, source), rows)
         return names, first[0], first[0] + len(rows) - 1
 
     def publish_staged(
@@ -127,13 +122,13 @@ class TableWriter:
         """Apply a page staged by `stage` (set-based, like `_staged_upsert`) and let go of
         its staged rows; return how many memberships came or went."""
         spec, conn = self.spec, self.conn
-        staged = sql.bulk_source(spec, staged=True)
-        self._log_and_upsert(names, (first, last))
+        self._log_and_upsert(names, self.staged, (first, last))
         before = conn.total_changes
         conn.execute(
-            "INSERT INTO _replica_members (shape_id, tbl, key, generation) "
-            f"SELECT ?, ?, {self.key}, ? FROM {staged} WHERE rowid BETWEEN ? AND ? "
-            f"ORDER BY {self.key} {_ON_HOLD}",
+            sql.hold(
+                f"SELECT ?, ?, {self.key}, ? FROM {self.staged} WHERE rowid BETWEEN ? AND ? "
+                f"ORDER BY {self.key}"
+            ),
             (shape_id, spec.name, generation, first, last),
         )
         moved = conn.total_changes - before
@@ -143,7 +138,7 @@ class TableWriter:
     def drop_staged(self, first: int | None = None, last: int | None = None) -> None:
         """Forget staged rows: those between two rowids (staged by `stage`, so the table
         exists), or all of them (if the table was ever made)."""
-        staged = sql.bulk_source(self.spec, staged=True)
+        staged = self.staged
         if first is not None and last is not None:
             self.conn.execute(f"DELETE FROM {staged} WHERE rowid BETWEEN ? AND ?", (first, last))
         elif self.conn.execute(
@@ -155,13 +150,12 @@ class TableWriter:
     def _ensure_staged_table(self) -> None:
         """Make the staged table, or give it the columns the target table gained since."""
         name = sql.staged_table_name(self.spec)
-        self.conn.execute(sql.create_staged_table(self.spec))
+        self.conn.execute(sql.create_like(self.spec, self.staged))
         have = {row[1] for row in self.conn.execute(f"PRAGMA main.table_info({sql.ident(name)})")}
         for column in self.spec.columns:
             if column.name not in have:
                 self.conn.execute(
-                    f"ALTER TABLE {sql.bulk_source(self.spec, staged=True)} "
-                    f"ADD COLUMN {sql.ident(column.name)} {column.type}"
+                    f"ALTER TABLE {self.staged} ADD COLUMN {sql.ident(column.name)} {column.type}"
                 )
 
     def _set_based(self, names: list[str], batch: list[RowChange]) -> bool:
@@ -171,33 +165,34 @@ class TableWriter:
             return False
         return len({c.key for c in batch}) == len(batch)
 
-    def _staged_upsert(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
-        stage = sql.bulk_source(self.spec)
-        self.conn.execute(f"DELETE FROM {stage}")
-        self._many(sql.bulk_stage(self.spec, names), rows)
-        self._log_and_upsert(names)
-        self.conn.execute(f"DELETE FROM {stage}")
+    def _batch_upsert(self, names: list[str], rows: list[tuple[Any, ...]]) -> None:
+        batch = self.batch
+        self.conn.execute(f"DELETE FROM {batch}")
+        self._many(lambda source: sql.insert(batch, names, source), rows)
+        self._log_and_upsert(names, batch)
+        self.conn.execute(f"DELETE FROM {batch}")
 
-    def _log_and_upsert(self, names: list[str], staged: tuple[int, int] | None = None) -> None:
-        """Log, then upsert, the rows of the TEMP bulk table, or with `staged` (first and
-        last rowid) those of the durable staged table; the per-row log triggers stand
-        aside meanwhile (`bulk`)."""
-        spec, conn, params = self.spec, self.conn, staged or ()
-        conn.execute(sql.bulk_log(spec, names, staged=staged is not None), params)
+    def _log_and_upsert(
+        self, names: list[str], source: str, page: tuple[int, int] | None = None
+    ) -> None:
+        """Log, then upsert, the rows waiting in `source` (the batch table, or with `page`,
+        the first and last rowid of a page, the staged table); the per-row log triggers
+        stand aside meanwhile (`bulk`)."""
+        spec, conn, params = self.spec, self.conn, page or ()
+        conn.execute(sql.bulk_log(spec, names, source, page=page is not None), params)
         conn.execute("UPDATE temp._replica_context SET bulk = 1")
-        conn.execute(sql.bulk_upsert(spec, names, staged=staged is not None), params)
+        conn.execute(sql.bulk_upsert(spec, names, source, page=page is not None), params)
         conn.execute("UPDATE temp._replica_context SET bulk = NULL")
 
-    def _many(self, statement: str, rows: list[tuple[Any, ...]]) -> None:
-        """Run a one-row `INSERT .. VALUES (?, ..) ..` for many rows, in multi-row chunks."""
+    def _many(self, statement: Callable[[str], str], rows: list[tuple[Any, ...]]) -> None:
+        """Run `statement(source)` for many rows, `source` being a multi-row `VALUES` of
+        as many rows as fit in one statement."""
         width = len(rows[0])
         per = max(1, min(500, MAX_VARIABLES // width))
-        head, _, rest = statement.partition("VALUES (")
-        tail = rest[rest.index(")") + 1 :]
-        one = "(" + ", ".join("?" * width) + ")"
+        full = statement(sql.values(width, per)) if len(rows) >= per else None
         for start in range(0, len(rows), per):
             chunk = rows[start : start + per]
-            text = f"{head}VALUES {', '.join([one] * len(chunk))}{tail}"
+            text = full if len(chunk) == per else statement(sql.values(width, len(chunk)))
             self.conn.execute(text, [value for row in chunk for value in row])
 
     def _full(self, change: RowChange) -> dict[str, Any]:
@@ -234,7 +229,7 @@ class TableWriter:
     # -- membership and deletes -----------------------------------------------------------
 
     def _hold(self, shape_id: int, generation: int, key: Any) -> int:
-        cursor = self.conn.execute(_HOLD, (shape_id, self.spec.name, key, generation))
+        cursor = self.conn.execute(_HOLD_ONE, (shape_id, self.spec.name, key, generation))
         return cursor.rowcount
 
     def _delete(self, shape_id: int, change: RowChange) -> int:

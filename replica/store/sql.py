@@ -1,4 +1,5 @@
-"""SQL generated from table specs: tables, staging tables, upserts and change-log triggers.
+"""SQL generated from table specs: tables, batch and staged tables, upserts and change-log
+triggers.
 
 The change log is written by TEMP triggers on the writer's own connection, so every change
 the sync applies is logged in the same statement that makes it (in C, and exactly once),
@@ -26,55 +27,20 @@ def literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def create_table(spec: TableSpec) -> str:
-    """CREATE TABLE for a spec (used for plain Electric shapes; `runs` is in schema/)."""
-    parts = []
-    for column in spec.columns:
-        line = f"{ident(column.name)} {column.type}"
-        if column.not_null:
-            line += " NOT NULL"
-        if column.default is not None:
-            line += f" DEFAULT {column.default}"
-        parts.append(line)
-    parts.append(f"PRIMARY KEY ({', '.join(ident(c) for c in spec.primary_key)})")
-    sql = f"CREATE TABLE IF NOT EXISTS {ident(spec.name)} (\n    " + ",\n    ".join(parts)
-    sql += "\n)"
-    return sql
-
-
-def key_index(spec: TableSpec) -> str | None:
-    """A UNIQUE index on the key column when it is not the primary key itself."""
-    if spec.primary_key == (spec.key_column,):
-        return None
-    name = ident(f"{spec.name}_{spec.key_column}_key")
-    table, key = ident(spec.name), ident(spec.key_column)
-    return f"CREATE UNIQUE INDEX IF NOT EXISTS {name} ON {table} ({key})"
-
-
-def stage_table_name(spec: TableSpec) -> str:
-    return f"_replica_stage_{spec.name}"
-
-
-def create_stage_table(spec: TableSpec) -> str:
-    """A TEMP table shaped like the target, for bulk upserts of inserted rows."""
-    parts = []
-    for column in spec.columns:
-        line = f"{ident(column.name)} {column.type}"
-        if column.default is not None:
-            line += f" DEFAULT {column.default}"
-        if column.name == spec.key_column:
-            line += " UNIQUE ON CONFLICT REPLACE"
-        parts.append(line)
-    return f"CREATE TEMP TABLE IF NOT EXISTS {ident(stage_table_name(spec))} ({', '.join(parts)})"
-
-
 def _differs(spec: TableSpec, columns: Iterable[str], new: str, old: str) -> str:
     terms = [f"{new}.{ident(c)} IS NOT {old}.{ident(c)}" for c in columns]
     return " OR ".join(terms) if terms else "0"
 
 
-def upsert(spec: TableSpec, columns: Sequence[str], *, from_stage: bool) -> str:
-    """INSERT of `columns` that updates an existing row (same key) only where it differs.
+def values(width: int, rows: int = 1) -> str:
+    """A `VALUES` row source of `rows` rows of `width` parameters each."""
+    one = "(" + ", ".join("?" * width) + ")"
+    return "VALUES " + ", ".join([one] * rows)
+
+
+def upsert(spec: TableSpec, columns: Sequence[str], source: str) -> str:
+    """INSERT of `columns` from `source` (see `values`, or a SELECT of those columns) that
+    updates an existing row (same key) only where it differs.
 
     An upsert also re-attaches a detached row (clears `detached_at`).
     """
@@ -86,24 +52,12 @@ def upsert(spec: TableSpec, columns: Sequence[str], *, from_stage: bool) -> str:
     if spec.keep_detached:
         sets.append('"detached_at" = NULL')
         condition = f'{condition} OR {table}."detached_at" IS NOT NULL'
-    if from_stage:
-        all_columns = ", ".join(ident(c) for c in spec.column_names)
-        source = f"SELECT {all_columns} FROM temp.{ident(stage_table_name(spec))} WHERE true"
-        names = all_columns
-    else:
-        source = f"VALUES ({', '.join('?' for _ in columns)})"
     sql = f"INSERT INTO {table} ({names}) {source} ON CONFLICT ({ident(spec.key_column)}) "
     if sets:
         sql += f"DO UPDATE SET {', '.join(sets)} WHERE {condition}"
     else:
         sql += "DO NOTHING"
     return sql
-
-
-def stage_insert(spec: TableSpec, columns: Sequence[str]) -> str:
-    stage = ident(stage_table_name(spec))
-    names = ", ".join(ident(c) for c in columns)
-    return f"INSERT INTO temp.{stage} ({names}) VALUES ({', '.join('?' for _ in columns)})"
 
 
 def update(spec: TableSpec, columns: Sequence[str]) -> str:
@@ -186,55 +140,50 @@ def log_triggers(spec: TableSpec) -> list[str]:
     ]
 
 
-# -- set-based bulk inserts ---------------------------------------------------------------
-# A run of inserts is staged in a TEMP table (in memory), logged with one INSERT .. SELECT
-# that joins it to the stored rows, then upserted with one more while the per-row log
-# triggers stay quiet: the same log entries, in the same order, for a fraction of the cost.
+# -- set-based inserts ----------------------------------------------------------------
+# Rows to insert wait in one of two tables shaped like the target: the *batch table*, a TEMP
+# table (in memory) holding one run of inserts for the duration of a statement, or the
+# *staged table*, a durable table holding the snapshot pages of inserts that wait for the
+# shape's up-to-date. Either way they are logged with one INSERT .. SELECT that joins them to
+# the stored rows, then upserted with one more while the per-row log triggers stay quiet:
+# the same log entries, in the same order, for a fraction of the cost.
 
 
-def bulk_table_name(spec: TableSpec) -> str:
-    return f"_replica_bulk_{spec.name}"
-
-
-def create_bulk_table(spec: TableSpec) -> str:
-    """A TEMP table with the target's columns and types (so values get the same affinity)."""
-    parts = [f"{ident(c.name)} {c.type}" for c in spec.columns]
-    return f"CREATE TEMP TABLE IF NOT EXISTS {ident(bulk_table_name(spec))} ({', '.join(parts)})"
+def batch_table(spec: TableSpec) -> str:
+    """The qualified name of the TEMP batch table of `spec`."""
+    return f"temp.{ident('_replica_batch_' + spec.name)}"
 
 
 def staged_table_name(spec: TableSpec) -> str:
+    """The name of the durable staged table of `spec` (in `main`)."""
     return f"_replica_staged_{spec.name}"
 
 
-def create_staged_table(spec: TableSpec) -> str:
-    """The durable twin of the bulk table: whole snapshot pages wait here to be published."""
+def staged_table(spec: TableSpec) -> str:
+    """The qualified name of the durable staged table of `spec`."""
+    return f"main.{ident(staged_table_name(spec))}"
+
+
+def create_like(spec: TableSpec, table: str) -> str:
+    """CREATE TABLE `table` (a qualified name) with the target's columns and types, so
+    values get the same affinity; no constraints."""
     parts = [f"{ident(c.name)} {c.type}" for c in spec.columns]
-    return f"CREATE TABLE IF NOT EXISTS main.{ident(staged_table_name(spec))} ({', '.join(parts)})"
+    return f"CREATE TABLE IF NOT EXISTS {table} ({', '.join(parts)})"
 
 
-_BETWEEN = " AND s.rowid BETWEEN ? AND ?"
+def insert(table: str, columns: Sequence[str], source: str) -> str:
+    """INSERT of `columns` into `table` (a qualified name) from `source` (see `values`)."""
+    return f"INSERT INTO {table} ({', '.join(ident(c) for c in columns)}) {source}"
 
 
-def bulk_source(spec: TableSpec, staged: bool = False) -> str:
-    """The table bulk rows wait in: the TEMP bulk table, or the durable staged table."""
-    if staged:
-        return f"main.{ident(staged_table_name(spec))}"
-    return f"temp.{ident(bulk_table_name(spec))}"
+#: Limits a set-based statement to the staged rows of one page (two parameters).
+_PAGE = " AND s.rowid BETWEEN ? AND ?"
 
 
-def bulk_stage(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> str:
-    """A one-row INSERT into the bulk table (expanded to many rows by the writer)."""
-    cols = ", ".join(ident(c) for c in names)
-    return (
-        f"INSERT INTO {bulk_source(spec, staged)} ({cols}) VALUES ({', '.join('?' for _ in names)})"
-    )
-
-
-def bulk_log(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> str:
-    """Log what upserting the staged rows will do, exactly as the per-row triggers would.
-
-    The rows are those of the TEMP bulk table, or with `staged` those of the durable staged
-    table between two rowids (the statement's two parameters).
+def bulk_log(spec: TableSpec, names: Sequence[str], source: str, *, page: bool = False) -> str:
+    """Log what upserting the rows waiting in `source` (`batch_table` or `staged_table`) will
+    do, exactly as the per-row triggers would; with `page`, only the rows between two rowids
+    (the statement's two parameters).
 
     A staged row whose key is new is an insert; one whose stored row differs in a staged
     column (or is detached, for tables that keep detached rows) is an update, with the
@@ -280,24 +229,34 @@ def bulk_log(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> 
         f"SELECT {literal(spec.name)}, {log_key}, CASE WHEN {new} THEN 'insert' ELSE 'update' END, "
         f"c.shape_id, CASE WHEN {new} THEN NULL ELSE '[' || substr({changed}, 2) || ']' END, "
         f"CASE WHEN {new} THEN NULL ELSE '{{' || substr({old}, 2) || '}}' END, {now} "
-        f"FROM {bulk_source(spec, staged)} AS s "
+        f"FROM {source} AS s "
         f"LEFT JOIN main.{table} AS r ON r.{key} = s.{key} "
         "LEFT JOIN temp._replica_context AS c "
-        f"WHERE ({condition}){_BETWEEN if staged else ''} ORDER BY s.rowid"
+        f"WHERE ({condition}){_PAGE if page else ''} ORDER BY s.rowid"
     )
 
 
-def bulk_upsert(spec: TableSpec, names: Sequence[str], *, staged: bool = False) -> str:
-    """`upsert` of the staged rows with one INSERT .. SELECT, in key order: the keys of
-    runs are random, and B-tree inserts in key order touch far fewer pages (4x faster at
-    100k runs). Each key is staged once, so the order changes nothing but speed. With
-    `staged`, as in `bulk_log`."""
-    one_row = upsert(spec, names, from_stage=False)
-    head, _, rest = one_row.partition("VALUES (")
-    tail = rest[rest.index(")") + 1 :]
-    cols = ", ".join(ident(c) for c in names)
+def bulk_upsert(spec: TableSpec, names: Sequence[str], source: str, *, page: bool = False) -> str:
+    """`upsert` of the rows waiting in `source` (as in `bulk_log`) with one INSERT .. SELECT,
+    in key order: the keys of runs are random, and B-tree inserts in key order touch far
+    fewer pages (4x faster at 100k runs). Each key waits once, so the order changes nothing
+    but speed."""
+    columns = ", ".join(f"s.{ident(c)}" for c in names)
     # "WHERE true" keeps SQLite from reading ON CONFLICT as a join constraint.
-    return (
-        f"{head}SELECT {cols} FROM {bulk_source(spec, staged)} AS s WHERE true"
-        f"{_BETWEEN if staged else ''} ORDER BY {ident(spec.key_column)}{tail}"
+    select = (
+        f"SELECT {columns} FROM {source} AS s WHERE true{_PAGE if page else ''} "
+        f"ORDER BY s.{ident(spec.key_column)}"
     )
+    return upsert(spec, names, select)
+
+
+#: Membership: the shape holds the row (in the snapshot of this generation).
+_HOLD = (
+    " ON CONFLICT (shape_id, tbl, key) DO UPDATE SET generation = excluded.generation "
+    "WHERE generation IS NOT excluded.generation"
+)
+
+
+def hold(source: str) -> str:
+    """Record that a shape holds rows: (shape_id, tbl, key, generation) rows from `source`."""
+    return "INSERT INTO _replica_members (shape_id, tbl, key, generation) " + source + _HOLD

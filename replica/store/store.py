@@ -23,7 +23,7 @@ from replica.errors import ApplyError, DatabaseError
 from replica.store import sql
 from replica.store.apply import TableWriter
 from replica.store.database import WriterLock, connect, migrate, now_iso
-from replica.store.table_specs import alter_for, spec_from_json, spec_to_json
+from replica.store.table_specs import create_table, grow_table, spec_from_json, spec_to_json
 from replica.tables import RUNS, Column, RowChange, TableSpec
 
 log = logging.getLogger(__name__)
@@ -148,14 +148,10 @@ class Store:
                         f"table {spec.name!r} already exists and was not created by replica",
                         hint="sync into another database, or drop that table first",
                     )
-                self.conn.execute(sql.create_table(spec))
-                if index := sql.key_index(spec):
-                    self.conn.execute(index)
+                create_table(self.conn, spec)
                 merged = spec
             else:
-                merged, statements = alter_for(current, spec)
-                for statement in statements:
-                    self.conn.execute(statement)
+                merged = grow_table(self.conn, current, spec)
             self.conn.execute(
                 "INSERT INTO _replica_tables (name, spec) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET spec = excluded.spec",

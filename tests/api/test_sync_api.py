@@ -82,3 +82,26 @@ def test_feeds_check_their_input_before_any_request(monkeypatch: pytest.MonkeyPa
         replica.electric("http://localhost:3000", "items", where="id >")
     feed = replica.batch("batch_abc", token="tr_dev_secret")
     assert "tr_dev_secret" not in repr(feed)
+
+
+def test_column_names_that_look_like_sql_are_only_names(
+    tmp_path: Path,
+    devserver: DevServer,  # noqa: F811
+) -> None:
+    # Statements are built from structures: a quoted column name holding SQL text (here the
+    # very text a statement used to be split on) is a name like any other, on the set-based
+    # path (many inserts), the row-by-row path (a few) and for updates.
+    odd = ['note") VALUES (', 'say "hi"', "it's"]
+    devserver.define_table("odd", {"id": "int4", **dict.fromkeys(odd, "text")}, "id")
+    devserver.insert("odd", *({"id": i, **{c: f"{c}{i}" for c in odd}} for i in range(40)))
+    feed = replica.electric(devserver.url, "odd")
+    with replica.Replica(tmp_path / "r.db") as db:
+        assert db.sync(feed, once=True) is True
+        devserver.update("odd", {"id": 3}, {odd[0]: "changed"})
+        devserver.insert("odd", {"id": 99, **dict.fromkeys(odd, "new")})
+        assert db.sync(feed, once=True) is True
+        rows = {row["id"]: row for row in db.query("select * from odd")}
+    assert len(rows) == 41
+    assert rows[5] == {"id": 5, **{c: f"{c}5" for c in odd}}
+    assert rows[3][odd[0]] == "changed" and rows[3][odd[1]] == f"{odd[1]}3"
+    assert rows[99] == {"id": 99, **dict.fromkeys(odd, "new")}

@@ -182,6 +182,8 @@ def test_electric_table_grows_with_the_schema(store: Store) -> None:
         table_spec("items", {"id": {"type": "int4", "pk_index": 0}, "title": {"type": "text"}})
     )
     assert grown.column_names == ("id", "title")
+    columns = [(r[1], r[2], r[5]) for r in store.conn.execute("PRAGMA table_info(items)")]
+    assert columns == [("id", "INTEGER", 1), ("title", "TEXT", 0)]
     # A column that disappears upstream stays locally.
     again = store.ensure_table(table_spec("items", {"id": {"type": "int4", "pk_index": 0}}))
     assert again.column_names == ("id", "title")
