@@ -33,6 +33,7 @@ from replica.notify.subscriptions import Subscription
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
 from replica.run_queries import run_model, select_runs
 from replica.settings import default_db
+from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from replica.store.database import connect, migrate
 from replica.store.readonly import open_readonly, run_query
@@ -397,7 +398,7 @@ class Replica:
                 client = await stack.enter_async_context(
                     httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(60.0, connect=10.0))
                 )
-            sources = [source for feed in feeds for source in feed.sources(client)]
+            sources = sources_for(feeds, client)
             store = stack.enter_context(Store(self.path))
             engine = Engine(store, client, once=once, on_commit=self.notify_committed)
             loop = asyncio.get_running_loop()

@@ -25,7 +25,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from replica.errors import ReplicaError
+from replica.errors import ReplicaError, ShapeDefinitionError
+from replica.sources.specs import (
+    BatchSpec,
+    ElectricSpec,
+    FeedSpec,
+    RunSpec,
+    TagSpec,
+    tag_names,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -45,34 +53,15 @@ class ConfigError(ReplicaError):
 
 
 @dataclass(frozen=True)
-class TriggerEntry:
-    """One Trigger.dev subscription: a tag set, a run or a batch."""
-
-    tags: tuple[str, ...] = ()
-    run: str | None = None
-    batch: str | None = None
-    created_at: str | None = None
-    skip_columns: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class ElectricEntry:
-    """One plain Electric shape."""
-
-    electric: str
-    table: str
-    where: str | None = None
-    params: tuple[str, ...] = ()
-    columns: tuple[str, ...] | None = None
-    replica: str | None = None
-
-
-@dataclass(frozen=True)
 class Config:
-    """What a configuration file declares."""
+    """What a configuration file declares: the specs of its feeds, in file order."""
 
-    trigger: tuple[TriggerEntry, ...] = ()
-    electric: tuple[ElectricEntry, ...] = ()
+    feeds: tuple[FeedSpec, ...] = ()
+
+    @property
+    def needs_token(self) -> bool:
+        """Whether any feed is a Trigger.dev one."""
+        return any(not isinstance(spec, ElectricSpec) for spec in self.feeds)
 
 
 def load(path: str | Path) -> Config:
@@ -90,51 +79,56 @@ def load(path: str | Path) -> Config:
     unknown = set(data) - {"sync"}
     if unknown:
         raise ConfigError(f"{path}: unknown setting(s) {', '.join(sorted(unknown))}")
-    trigger, electric = [], []
+    feeds: list[FeedSpec] = []
     for number, entry in enumerate(entries, start=1):
         where = f"{path}: [[sync]] #{number}"
         if not isinstance(entry, dict):
             raise ConfigError(f"{where} must be a table")
-        keys = set(entry)
-        if "electric" in keys:
-            extra = keys - _ELECTRIC_KEYS
-            if extra or "table" not in keys:
-                raise ConfigError(
-                    f"{where}: an Electric shape takes electric, table, where, params, columns, "
-                    f"replica{' (unknown: ' + ', '.join(sorted(extra)) + ')' if extra else ''}"
-                )
-            electric.append(
-                ElectricEntry(
-                    electric=_text(entry, "electric", where),
-                    table=_text(entry, "table", where),
-                    where=_text(entry, "where", where, required=False),
-                    params=tuple(_texts(entry, "params", where)),
-                    columns=tuple(_texts(entry, "columns", where)) if "columns" in entry else None,
-                    replica=_text(entry, "replica", where, required=False),
-                )
+        try:
+            feeds.append(_spec(entry, where))
+        except ShapeDefinitionError as exc:
+            # The spec's own advice if it has some, else how to fix the file.
+            own = exc.hint if exc.hint != ShapeDefinitionError.hint else None
+            raise ConfigError(f"{where}: {exc.message}", hint=own) from None
+    return Config(tuple(feeds))
+
+
+def _spec(entry: Mapping[str, Any], where: str) -> FeedSpec:
+    """The feed spec of one [[sync]] entry."""
+    keys = set(entry)
+    if "electric" in keys:
+        extra = keys - _ELECTRIC_KEYS
+        if extra or "table" not in keys:
+            raise ConfigError(
+                f"{where}: an Electric shape takes electric, table, where, params, columns, "
+                f"replica{' (unknown: ' + ', '.join(sorted(extra)) + ')' if extra else ''}"
             )
-            continue
-        extra = keys - _TRIGGER_KEYS
-        if extra:
-            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
-        kinds = [k for k in ("tag", "tags", "run", "batch") if k in entry]
-        if len(kinds) != 1:
-            raise ConfigError(f"{where} needs exactly one of tag, tags, run, batch")
-        tags: list[str] = []
-        if "tag" in entry:
-            tags = [t.strip() for t in _text(entry, "tag", where).split(",") if t.strip()]
-        elif "tags" in entry:
-            tags = _texts(entry, "tags", where)
-        trigger.append(
-            TriggerEntry(
-                tags=tuple(tags),
-                run=_text(entry, "run", where, required=False),
-                batch=_text(entry, "batch", where, required=False),
-                created_at=_text(entry, "created_at", where, required=False),
-                skip_columns=tuple(_texts(entry, "skip_columns", where)),
-            )
+        return ElectricSpec(
+            _text(entry, "electric", where),
+            _text(entry, "table", where),
+            where=_text(entry, "where", where, required=False),
+            params=tuple(_texts(entry, "params", where)),
+            columns=tuple(_texts(entry, "columns", where)) if "columns" in entry else None,
+            replica=_text(entry, "replica", where, required=False),
         )
-    return Config(tuple(trigger), tuple(electric))
+    extra = keys - _TRIGGER_KEYS
+    if extra:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(extra))}")
+    kinds = [k for k in ("tag", "tags", "run", "batch") if k in entry]
+    if len(kinds) != 1:
+        raise ConfigError(f"{where} needs exactly one of tag, tags, run, batch")
+    skip = tuple(_texts(entry, "skip_columns", where))
+    if "run" in entry:
+        return RunSpec(_text(entry, "run", where), skip_columns=skip)
+    if "batch" in entry:
+        return BatchSpec(_text(entry, "batch", where), skip_columns=skip)
+    if "tag" in entry:
+        tags = tag_names(_text(entry, "tag", where))
+    else:
+        tags = tuple(_texts(entry, "tags", where))
+    return TagSpec(
+        tags, created_at=_text(entry, "created_at", where, required=False), skip_columns=skip
+    )
 
 
 def _text(entry: Mapping[str, Any], key: str, where: str, *, required: bool = True) -> Any:

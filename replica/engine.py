@@ -30,7 +30,14 @@ from replica.errors import (
     UpstreamError,
 )
 from replica.notify.retention import Retention
-from replica.protocol import Position, ShapeDefinition, ShapeStream, StreamEvent, StreamOptions
+from replica.protocol import (
+    Batch,
+    Position,
+    ShapeDefinition,
+    ShapeStream,
+    StreamEvent,
+    StreamOptions,
+)
 from replica.protocol.backoff import Backoff, BackoffTimer
 from replica.protocol.messages import ChangeMessage
 from replica.store import Store
@@ -53,6 +60,9 @@ class Source(Protocol):
     label: str  # for humans: "tag user:1234"
     shape: ShapeDefinition
     table_name: str  # the local table it fills
+    #: What becomes of the table's rows that leave every shape: kept with `detached_at`
+    #: (True), deleted (False), or the table's own policy (None).
+    keep_detached: bool | None
 
     def table(self, schema: Mapping[str, Mapping[str, Any]] | None) -> TableSpec:
         """The local table this shape fills, given the wire schema (if known yet)."""
@@ -194,19 +204,17 @@ class Engine:
     async def _follow(self, source: Source) -> None:
         progress = self.progress[source.key]
         timer = BackoffTimer(self.retry)
-        # Trigger.dev feeds fill `runs`; a plain Electric shape's table is made (or grown)
-        # from the schema of its first reply, or is already known from an earlier run.
-        target = source.table_name
-        table: TableSpec | None = self.store.tables.get(target)
         record = await self._write(
             self.store.register_shape,
             source.key,
             kind=source.kind,
-            target=target,
+            target=source.table_name,
             definition={"label": source.label, "url": source.shape.key},
         )
         shape_id = record.id
-        policy = getattr(source, "keep_detached", None)
+        # Trigger.dev feeds fill `runs`; a plain Electric shape's table is made (or grown)
+        # from the schema of its first reply, or is already known from an earlier run.
+        table: TableSpec | None = self.store.tables.get(source.table_name)
         while True:
             record = await self._write(self.store.shape, source.key)
             assert record is not None
@@ -227,31 +235,8 @@ class Engine:
                         timer.reset()
                         await self._now_in(progress, shape_id, "live")
                         continue
-                    table = await self._table_for(source, page.position.schema, table)
-                    if table is None:
-                        raise MalformedResponseError(
-                            f"{source.label}: no schema received for table {target!r}"
-                        )
-                    if policy is not None and table.keep_detached != policy:
-                        await self._write(self.store.set_keep_detached, table.name, policy)
-                        table = self.store.tables[table.name]
-                    progress.received += len(page.changes)
-                    changes = await self._map(source, page.changes, table)
-                    result = await self._write(
-                        self.store.apply,
-                        shape_id,
-                        changes,
-                        position=page.position.to_dict(),
-                        up_to_date=page.up_to_date,
-                        reset=page.reset,
-                    )
-                    progress.rows = result.rows
+                    table = await self._apply(source, shape_id, page, table)
                     written = (page.position.handle, page.position.offset, time.monotonic())
-                    if result.last_seq is not None:
-                        await self._committed(result.last_seq, result.changes)
-                    if page.up_to_date or page.reset:
-                        state = "live" if page.up_to_date else "refetching"
-                        await self._now_in(progress, shape_id, state)
                     if page.up_to_date:
                         timer.reset()
                         if self.once:
@@ -276,6 +261,29 @@ class Engine:
             progress.done = True
             return
 
+    async def _apply(
+        self, source: Source, shape_id: int, page: Batch, table: TableSpec | None
+    ) -> TableSpec:
+        """Map one page and commit it with its position; the table in effect after it."""
+        progress = self.progress[source.key]
+        table = await self._table_for(source, page.position.schema, table)
+        progress.received += len(page.changes)
+        changes = await self._map(source, page.changes, table)
+        result = await self._write(
+            self.store.apply,
+            shape_id,
+            changes,
+            position=page.position.to_dict(),
+            up_to_date=page.up_to_date,
+            reset=page.reset,
+        )
+        progress.rows = result.rows
+        if result.last_seq is not None:
+            await self._committed(result.last_seq, result.changes)
+        if page.up_to_date or page.reset:
+            await self._now_in(progress, shape_id, "live" if page.up_to_date else "refetching")
+        return table
+
     async def _now_in(self, progress: ShapeProgress, shape_id: int, state: str) -> None:
         """A page arrived and the shape is in `state`: recorded (error cleared) if new."""
         if state != progress.state:
@@ -297,15 +305,23 @@ class Engine:
 
     async def _table_for(
         self, source: Source, schema: Mapping[str, Any] | None, current: TableSpec | None
-    ) -> TableSpec | None:
-        if source.kind != "electric":
-            return current
-        if schema is None:
-            return current
-        wanted = source.table(schema)
-        if current is not None and set(wanted.column_names) <= set(current.column_names):
-            return current
-        return await self._write(self.store.ensure_table, wanted)
+    ) -> TableSpec:
+        """The table a page goes to: made, or grown, from the page's schema when it brings
+        columns the table lacks; with the source's detach policy."""
+        table = current
+        if schema is not None:
+            wanted = source.table(schema)
+            if table is None or not set(wanted.column_names) <= set(table.column_names):
+                table = await self._write(self.store.ensure_table, wanted)
+        if table is None:
+            raise MalformedResponseError(
+                f"{source.label}: no schema received for table {source.table_name!r}"
+            )
+        policy = source.keep_detached
+        if policy is not None and table.keep_detached != policy:
+            await self._write(self.store.set_keep_detached, table.name, policy)
+            table = self.store.tables[table.name]
+        return table
 
     async def _on_event_async(self, source: Source, shape_id: int, event: StreamEvent) -> None:
         progress = self.progress.get(source.key)

@@ -8,69 +8,27 @@ here, before any request); it becomes engine sources when the sync starts.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
 
-import httpx
-
-from replica.engine import Source
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
-from replica.sources.subscriptions import electric_source, trigger_sources
-from replica.sources.trigger import TriggerConfig, batch_shape, run_shape, tag_shape
-
-
-@dataclass(frozen=True)
-class Feed:
-    """A subscription to sync in-process; make one with `tag`, `run_feed`, `batch` or
-    `electric`."""
-
-    kind: str
-    options: dict[str, Any] = field(repr=False)
-    label: str = ""
-
-    def sources(self, client: httpx.AsyncClient) -> list[Source]:
-        """The engine sources of this feed, sharing `client`."""
-        if self.kind == "electric":
-            return [electric_source(**self.options)]
-        return list(trigger_sources(client, **self.options))
+from replica.sources.specs import BatchSpec, ElectricSpec, RunSpec, TagSpec, TriggerSpec
+from replica.sources.subscriptions import Feed
+from replica.sources.trigger import TriggerConfig, check_skip_columns
 
 
 def _trigger(
-    kind: str,
-    value: Any,
+    spec: TriggerSpec,
     *,
     token: str | None,
     api_url: str | None,
     branch: str | None,
-    skip_columns: Sequence[str],
-    created_at: str | None = None,
     keep_detached: bool | None = None,
 ) -> Feed:
-    token = token or trigger_token()
-    api_url = api_url or default_api_url()
-    branch = branch if branch is not None else default_branch()
-    config = TriggerConfig(token, api_url=api_url, branch=branch)
-    # Build the shape now so that bad input fails here, not in the middle of a sync.
-    if kind == "tag":
-        tag_shape(config, value, created_at=created_at, skip_columns=skip_columns)
-        label, key = f"tag {','.join(value)}", "tags"
-        value = [",".join(value)]
-    elif kind == "run":
-        run_shape(config, value, skip_columns=skip_columns)
-        label, key, value = f"run {value}", "runs", [value]
-    else:
-        batch_shape(config, value, skip_columns=skip_columns)
-        label, key, value = f"batch {value}", "batches", [value]
-    options: dict[str, Any] = {
-        "token": token,
-        "api_url": api_url,
-        "branch": branch,
-        key: value,
-        "created_at": created_at,
-        "skip_columns": list(skip_columns),
-        "keep_detached": keep_detached,
-    }
-    return Feed(kind, options, label)
+    config = TriggerConfig(
+        token or trigger_token(),
+        api_url=api_url or default_api_url(),
+        branch=branch if branch is not None else default_branch(),
+    )
+    return Feed(spec, trigger=config, keep_detached=keep_detached)
 
 
 def tag(
@@ -86,16 +44,8 @@ def tag(
 
     The token defaults to `TRIGGER_SECRET_KEY` / `TRIGGER_ACCESS_TOKEN`, the API to
     `TRIGGER_API_URL`."""
-    return _trigger(
-        "tag",
-        list(tags),
-        token=token,
-        api_url=api_url,
-        branch=branch,
-        skip_columns=skip_columns,
-        created_at=created_at,
-        keep_detached=keep_detached,
-    )
+    spec = TagSpec(tags, created_at=created_at, skip_columns=check_skip_columns(skip_columns))
+    return _trigger(spec, token=token, api_url=api_url, branch=branch, keep_detached=keep_detached)
 
 
 def run_feed(
@@ -107,9 +57,8 @@ def run_feed(
     branch: str | None = None,
 ) -> Feed:
     """One run (`run_...`)."""
-    return _trigger(
-        "run", run_id, token=token, api_url=api_url, branch=branch, skip_columns=skip_columns
-    )
+    spec = RunSpec(run_id, skip_columns=check_skip_columns(skip_columns))
+    return _trigger(spec, token=token, api_url=api_url, branch=branch)
 
 
 def batch(
@@ -121,9 +70,8 @@ def batch(
     branch: str | None = None,
 ) -> Feed:
     """The runs of a batch (`batch_...`)."""
-    return _trigger(
-        "batch", batch_id, token=token, api_url=api_url, branch=branch, skip_columns=skip_columns
-    )
+    spec = BatchSpec(batch_id, skip_columns=check_skip_columns(skip_columns))
+    return _trigger(spec, token=token, api_url=api_url, branch=branch)
 
 
 def electric(
@@ -138,18 +86,15 @@ def electric(
     keep_detached: bool | None = None,
 ) -> Feed:
     """A plain Electric shape, materialised into a local table named after `table`."""
-    options = {
-        "url": url,
-        "table": table,
-        "where": where,
-        "params": list(params),
-        "columns": list(columns) if columns else None,
-        "replica": replica,
-        "secret": secret or electric_secret(),
-        "keep_detached": keep_detached,
-    }
-    source = electric_source(**options)  # checks the where clause and params now
-    return Feed("electric", options, source.label)
+    spec = ElectricSpec(
+        url,
+        table,
+        where=where,
+        params=tuple(params),
+        columns=tuple(columns) if columns else None,
+        replica=replica,  # type: ignore[arg-type]  # checked by the spec
+    )
+    return Feed(spec, secret=secret or electric_secret(), keep_detached=keep_detached)
 
 
 __all__ = ["Feed", "batch", "electric", "run_feed", "tag"]

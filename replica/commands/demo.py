@@ -23,7 +23,9 @@ from replica.commands.common import logging_options, render_table
 from replica.devserver.server import DevServer
 from replica.engine import Engine
 from replica.errors import DatabaseError
-from replica.sources.subscriptions import trigger_sources
+from replica.sources.specs import TagSpec
+from replica.sources.subscriptions import Feed, sources_for
+from replica.sources.trigger import TriggerConfig
 from replica.store import Store
 from replica.store.database import connect
 
@@ -88,9 +90,8 @@ def demo(db_path: str, duration: float | None, seed: int, speed: float) -> None:
 
 async def _demo(server: DevServer, path: Path, duration: float | None) -> None:
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as client:
-        sources = trigger_sources(
-            client, token=server.secret_key, api_url=server.url, tags=[DEMO_TAG]
-        )
+        config = TriggerConfig(server.secret_key, api_url=server.url)
+        sources = sources_for([Feed(TagSpec((DEMO_TAG,)), config)], client)
         with Store(path) as store:
             engine = Engine(store, client)
             loop = asyncio.get_running_loop()

@@ -19,11 +19,21 @@ from replica import config_file, logs
 from replica.commands.common import db_option, logging_options
 from replica.commands.progress import Progress
 from replica.config_file import DEFAULT_CONFIG
-from replica.engine import Engine, Source
+from replica.engine import Engine
 from replica.errors import ReplicaError
 from replica.protocol.transport import ShardedTransport
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
-from replica.sources.subscriptions import electric_source, trigger_sources
+from replica.sources.specs import (
+    BatchSpec,
+    ElectricSpec,
+    FeedSpec,
+    RunSpec,
+    TagSpec,
+    column_names,
+    tag_names,
+)
+from replica.sources.subscriptions import Feed, sources_for
+from replica.sources.trigger import TriggerConfig
 from replica.store import Store
 
 log = logging.getLogger(__name__)
@@ -167,54 +177,41 @@ def sync(
     The Trigger.dev token comes from TRIGGER_SECRET_KEY or TRIGGER_ACCESS_TOKEN (or
     --token-file), never from the command line.
     """
-    sources: list[Source] = []
     try:
-        if electric_url or table or where or params or columns or replica_mode:
-            if not electric_url or not table:
-                raise click.UsageError("--electric and --table go together")
-            secret = electric_secret()
-            logs.redactor.add(secret)
-            sources.append(
-                electric_source(
-                    electric_url,
-                    table,
-                    where=where,
-                    params=params,
-                    columns=[c.strip() for c in columns.split(",")] if columns else None,
-                    replica=replica_mode,
-                    secret=secret,
-                    keep_detached=_keep(detached),
-                )
-            )
-        trigger_wanted = bool(tags or runs or batches)
-        if (created_at or skip_columns) and not trigger_wanted:
-            raise click.UsageError("--created-at and --skip-column apply to --tag/--run/--batch")
-        if config_path is None and Path(DEFAULT_CONFIG).is_file():
-            config_path = DEFAULT_CONFIG
-        config = config_file.load(config_path) if config_path else None
-        if config is not None and config.trigger:
-            trigger_wanted = True
-        token = trigger_token(token_file) if trigger_wanted else None
-    except ReplicaError as exc:
-        raise click.UsageError(str(exc)) from None
-    if not sources and not trigger_wanted and not (config and config.electric):
-        raise click.UsageError(
-            "nothing to sync: give --tag, --run, --batch or --electric, or a replica.toml"
-        )
-    logs.redactor.add(token)
-    plan = _Plan(
-        token=token,
-        api_url=api_url,
-        branch=branch,
-        cli_trigger=dict(
+        specs = _command_line_specs(
             tags=tags,
             runs=runs,
             batches=batches,
             created_at=created_at,
             skip_columns=skip_columns,
-        ),
-        keep_detached=_keep(detached),
-        cli_sources=sources,
+            electric_url=electric_url,
+            table=table,
+            where=where,
+            params=params,
+            columns=columns,
+            replica_mode=replica_mode,
+        )
+        if config_path is None and Path(DEFAULT_CONFIG).is_file():
+            config_path = DEFAULT_CONFIG
+        config = config_file.load(config_path) if config_path else None
+        trigger = None
+        if any(not isinstance(s, ElectricSpec) for s in specs) or (config and config.needs_token):
+            token = trigger_token(token_file)
+            logs.redactor.add(token)
+            trigger = TriggerConfig(token, api_url=api_url, branch=branch)
+    except ReplicaError as exc:
+        raise click.UsageError(str(exc)) from None
+    if not specs and not (config and config.feeds):
+        raise click.UsageError(
+            "nothing to sync: give --tag, --run, --batch or --electric, or a replica.toml"
+        )
+    secret = electric_secret()
+    logs.redactor.add(secret)
+    plan = _Plan(
+        trigger=trigger,
+        secret=secret,
+        keep_detached=None if detached is None else detached == "keep",
+        specs=specs,
         config_path=Path(config_path) if config_path else None,
         config=config,
     )
@@ -227,72 +224,73 @@ def sync(
         raise SyncFailedError.naming(failed)
 
 
-@dataclass
-class _Plan:
-    """What to follow: the command line's subscriptions, and a config file's."""
+def _command_line_specs(
+    *,
+    tags: Sequence[str],
+    runs: Sequence[str],
+    batches: Sequence[str],
+    created_at: str | None,
+    skip_columns: Sequence[str],
+    electric_url: str | None,
+    table: str | None,
+    where: str | None,
+    params: Sequence[str],
+    columns: str | None,
+    replica_mode: str | None,
+) -> list[FeedSpec]:
+    """The feeds the options name: one per --tag, --run and --batch, and the --electric one."""
+    specs: list[FeedSpec] = []
+    if electric_url or table or where or params or columns or replica_mode:
+        if not electric_url or not table:
+            raise click.UsageError("--electric and --table go together")
+        specs.append(
+            ElectricSpec(
+                electric_url,
+                table,
+                where=where,
+                params=tuple(params),
+                columns=column_names([columns]) if columns else None,
+                replica=replica_mode,  # type: ignore[arg-type]  # a click.Choice
+            )
+        )
+    if (created_at or skip_columns) and not (tags or runs or batches):
+        raise click.UsageError("--created-at and --skip-column apply to --tag/--run/--batch")
+    skip = column_names(skip_columns)
+    specs += [TagSpec(tag_names(v), created_at=created_at, skip_columns=skip) for v in tags]
+    specs += [RunSpec(run_id.strip(), skip_columns=skip) for run_id in runs]
+    specs += [BatchSpec(batch_id.strip(), skip_columns=skip) for batch_id in batches]
+    return specs
 
-    token: str | None
-    api_url: str
-    branch: str | None
-    cli_trigger: dict[str, Any]
+
+@dataclass(frozen=True)
+class _Plan:
+    """What to follow: the command line's feeds, and a config file's, which share the
+    Trigger.dev API and token, the Electric secret and the detach policy."""
+
+    trigger: TriggerConfig | None
+    secret: str | None
     keep_detached: bool | None
-    cli_sources: list[Source]
+    specs: list[FeedSpec]
     config_path: Path | None
     config: config_file.Config | None
 
-    def sources(self, client: httpx.AsyncClient) -> list[Source]:
-        found = list(self.cli_sources)
-        if self.token is not None:
-            found += trigger_sources(
-                client,
-                token=self.token,
-                api_url=self.api_url,
-                branch=self.branch,
-                keep_detached=self.keep_detached,
-                **self.cli_trigger,
-            )
-        return found + self.config_sources(client, self.config)
+    def feeds(self, config: config_file.Config | None = None) -> list[Feed]:
+        """The feeds of the command line and of `config` (default: the one loaded at start)."""
+        return [*self._feeds(self.specs), *self.config_feeds(config or self.config)]
 
-    def config_sources(
-        self, client: httpx.AsyncClient, config: config_file.Config | None
-    ) -> list[Source]:
-        if config is None:
-            return []
-        found: list[Source] = []
-        for entry in config.trigger:
-            if self.token is None:
+    def config_feeds(self, config: config_file.Config | None) -> list[Feed]:
+        return self._feeds(config.feeds if config is not None else ())
+
+    def _feeds(self, specs: Sequence[FeedSpec]) -> list[Feed]:
+        feeds = []
+        for spec in specs:
+            if not isinstance(spec, ElectricSpec) and self.trigger is None:
                 raise ReplicaError(
                     "replica.toml declares Trigger.dev subscriptions but no token is set",
                     hint="set TRIGGER_SECRET_KEY or TRIGGER_ACCESS_TOKEN",
                 )
-            found += trigger_sources(
-                client,
-                token=self.token,
-                api_url=self.api_url,
-                branch=self.branch,
-                tags=[",".join(entry.tags)] if entry.tags else (),
-                runs=[entry.run] if entry.run else (),
-                batches=[entry.batch] if entry.batch else (),
-                created_at=entry.created_at,
-                skip_columns=entry.skip_columns,
-                keep_detached=self.keep_detached,
-            )
-        for item in config.electric:
-            secret = electric_secret()
-            logs.redactor.add(secret)
-            found.append(
-                electric_source(
-                    item.electric,
-                    item.table,
-                    where=item.where,
-                    params=item.params,
-                    columns=item.columns,
-                    replica=item.replica,
-                    secret=secret,
-                    keep_detached=self.keep_detached,
-                )
-            )
-        return found
+            feeds.append(Feed(spec, self.trigger, self.secret, self.keep_detached))
+        return feeds
 
 
 async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> dict[str, ReplicaError]:
@@ -302,10 +300,7 @@ async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> dict[s
     # square of the live shapes (see replica.protocol.transport).
     transport = ShardedTransport(verify=verify)
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
-        try:
-            sources = plan.sources(client)
-        except ReplicaError as exc:
-            raise click.UsageError(str(exc)) from None
+        sources = sources_for(plan.feeds(), client)
         with Store(db_path) as store:
             engine = Engine(store, client, once=once)
             loop = asyncio.get_running_loop()
@@ -335,13 +330,13 @@ async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient)
     ignored: the running subscriptions stay)."""
     assert plan.config_path is not None
     path = plan.config_path.resolve()
-    current = {s.key for s in plan.config_sources(client, plan.config)}
+    current = {s.key for s in sources_for(plan.config_feeds(plan.config), client)}
     async for changes in awatch(path.parent, debounce=200, step=50):
         if not any(Path(p).name == path.name for _, p in changes):
             continue
         try:
             config = config_file.load(path) if path.exists() else config_file.Config()
-            wanted = {s.key: s for s in plan.config_sources(client, config)}
+            wanted = {s.key: s for s in sources_for(plan.config_feeds(config), client)}
         except ReplicaError as exc:
             log.error(
                 "%s changed but cannot be used: %s; keeping the current subscriptions",
@@ -361,10 +356,6 @@ async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient)
                 log.info("%s: adding %s", path.name, source.label)
                 engine.add(source)
         current = set(wanted)
-
-
-def _keep(detached: str | None) -> bool | None:
-    return None if detached is None else detached == "keep"
 
 
 def _stop_before_start(signum: int, frame: Any) -> None:

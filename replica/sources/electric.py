@@ -13,16 +13,40 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import orjson
 
 from replica.errors import MalformedResponseError, ShapeDefinitionError
 from replica.protocol.messages import ChangeMessage
-from replica.protocol.shape import ShapeDefinition
+from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition
 from replica.tables import Column, RowChange, TableSpec
 
 #: Column holding the upstream's row key for tables without a primary key.
 ROW_KEY_COLUMN = "_replica_key"
+
+
+def electric_endpoint(url: str) -> tuple[str, dict[str, str]]:
+    """The shape endpoint of an Electric server (`http://host:3000` → `.../v1/shape`) and
+    the query parameters its URL carries (e.g. Electric Cloud's `source_id`), sent with
+    every request. A secret in the URL is refused: it would show in process arguments,
+    `replica.toml` and shell history."""
+    parts = urlsplit(url.strip()) if isinstance(url, str) else urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ShapeDefinitionError(f"the Electric URL must be an http(s) URL, got {url!r}")
+    path = parts.path.rstrip("/")
+    if not path.endswith("/v1/shape"):
+        path += "/v1/shape"
+    extra: dict[str, str] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        if name in SECRET_PARAMS:
+            raise ShapeDefinitionError(
+                f"the Electric URL carries a secret ({name}=...): set it in the "
+                "ELECTRIC_SECRET environment variable instead, where it stays out of "
+                "process arguments, replica.toml and logs"
+            )
+        extra[name] = value
+    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), extra
 
 
 @functools.cache
@@ -197,14 +221,16 @@ class ElectricSource:
 
     kind = "electric"
 
-    def __init__(self, shape: ShapeDefinition, *, keep_detached: bool | None = None) -> None:
+    def __init__(
+        self, shape: ShapeDefinition, label: str, keep_detached: bool | None = None
+    ) -> None:
         if not shape.table:
             raise ShapeDefinitionError("a plain Electric shape needs a table")
         self.shape = shape
         self.table_name = local_table_name(shape.table)
-        self.keep_detached = keep_detached
+        self.keep_detached = keep_detached  # None: the table's policy (rows are deleted)
         self.key = shape.key
-        self.label = f"{shape.table}" + (f" where {shape.where}" if shape.where else "")
+        self.label = label
         self._mapper: ElectricMapper | None = None
 
     def table(self, schema: Mapping[str, Mapping[str, Any]] | None) -> TableSpec:

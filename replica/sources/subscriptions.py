@@ -1,25 +1,27 @@
 """Subscriptions as the engine follows them: Trigger.dev run feeds and plain Electric shapes.
 
-Every source has a stable `key` (where its position is stored), a `label` for humans, the
-`shape` to request and the local table it fills.
+A `Feed` is a spec (what to follow) with what it takes to follow it: the Trigger.dev API and
+token, or the Electric secret, and what becomes of rows that leave it. `sources_for` turns
+feeds into engine sources; every source has a stable `key` (where its position is stored),
+a `label` for humans, the `shape` to request and the local table it fills.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import httpx
 
 from replica.errors import ShapeDefinitionError
 from replica.protocol.messages import ChangeMessage
-from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition
+from replica.protocol.shape import ShapeDefinition
 from replica.sources.electric import ElectricSource
 from replica.sources.packets import PacketFetcher
+from replica.sources.specs import ElectricSpec, FeedSpec
 from replica.sources.taskrun import RunMapper
-from replica.sources.trigger import TriggerConfig, batch_shape, run_shape, tag_shape
-from replica.sources.where import check_where
+from replica.sources.trigger import TriggerConfig
 from replica.tables import RUNS, RowChange, TableSpec
 
 
@@ -57,97 +59,59 @@ class RunSource:
         return await self._mapper.map(changes)
 
 
-def electric_url(url: str) -> str:
-    """The shape endpoint of an Electric server: `http://host:3000` → `.../v1/shape`."""
-    return _electric_endpoint(url)[0]
+@dataclass(frozen=True)
+class Feed:
+    """A subscription to sync; make one with `replica.tag`, `run_feed`, `batch` or
+    `electric` (or let `replica sync` make them from its options and `replica.toml`).
+
+    `trigger` says how to reach Trigger.dev (required by its feeds), `secret` is the
+    Electric source secret, `keep_detached` what becomes of rows that leave every shape
+    (None: the table's policy). Feeds are immutable and can be reused across syncs.
+    """
+
+    spec: FeedSpec
+    trigger: TriggerConfig | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    keep_detached: bool | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.spec, ElectricSpec) and self.trigger is None:
+            raise ShapeDefinitionError(f"{self.spec.label} needs a Trigger.dev API and token")
+
+    @property
+    def kind(self) -> str:
+        """tag, run, batch or electric."""
+        return self.spec.kind
+
+    @property
+    def label(self) -> str:
+        """What the feed follows, for humans: `tag user:1234`."""
+        return self.spec.label
 
 
-def _electric_endpoint(url: str) -> tuple[str, dict[str, str]]:
-    """The shape endpoint of an Electric server and the query parameters its URL carries
-    (e.g. Electric Cloud's `source_id`), sent with every request. A secret in the URL is
-    refused: it would show in process arguments, `replica.toml` and shell history."""
-    parts = urlsplit(url.strip())
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ShapeDefinitionError(f"--electric must be an http(s) URL, got {url!r}")
-    path = parts.path.rstrip("/")
-    if not path.endswith("/v1/shape"):
-        path += "/v1/shape"
-    extra: dict[str, str] = {}
-    for name, value in parse_qsl(parts.query, keep_blank_values=True):
-        if name in SECRET_PARAMS:
-            raise ShapeDefinitionError(
-                f"the --electric URL carries a secret ({name}=...): set it in the "
-                "ELECTRIC_SECRET environment variable instead, where it stays out of "
-                "process arguments, replica.toml and logs"
-            )
-        extra[name] = value
-    return urlunsplit((parts.scheme, parts.netloc, path, "", "")), extra
-
-
-def electric_source(
-    url: str,
-    table: str,
-    *,
-    where: str | None = None,
-    params: Sequence[str] = (),
-    columns: Sequence[str] | None = None,
-    replica: str | None = None,
-    secret: str | None = None,
-    keep_detached: bool | None = None,
-) -> ElectricSource:
-    """A plain Electric shape, checked before any request is made."""
-    if where is not None:
-        where = check_where(where, params)
-    elif params:
-        raise ShapeDefinitionError("params given without a where clause")
-    endpoint, extra = _electric_endpoint(url)
-    shape = ShapeDefinition(
-        endpoint,
-        table=table,
-        where=where,
-        where_params=list(params) or None,
-        columns=list(columns) if columns else None,
-        replica=replica,  # type: ignore[arg-type]
-        params={**extra, "secret": secret} if secret else extra,
-    )
-    return ElectricSource(shape, keep_detached=keep_detached)
-
-
-def trigger_sources(
-    client: httpx.AsyncClient,
-    *,
-    token: str,
-    api_url: str,
-    branch: str | None = None,
-    tags: Sequence[str] = (),
-    runs: Sequence[str] = (),
-    batches: Sequence[str] = (),
-    created_at: str | None = None,
-    skip_columns: Sequence[str] = (),
-    keep_detached: bool | None = None,
-) -> list[RunSource]:
-    """One source per `--tag` (a comma-separated value is one all-of subscription), run and
-    batch. Offloaded payloads are fetched with `client`."""
-    config = TriggerConfig(api_url=api_url, token=token, branch=branch)
-    packets = PacketFetcher(client, config.api_url, config.headers())
-    skip = [c for value in skip_columns for c in value.split(",") if c.strip()]
-    sources = []
-    for value in tags:
-        names = [t.strip() for t in value.split(",") if t.strip()]
-        shape = tag_shape(config, names, created_at=created_at, skip_columns=skip)
-        sources.append(
-            RunSource("tag", f"tag {','.join(names)}", shape, packets, keep_detached=keep_detached)
-        )
-    for run_id in runs:
-        shape = run_shape(config, run_id.strip(), skip_columns=skip)
-        sources.append(
-            RunSource("run", f"run {run_id.strip()}", shape, packets, keep_detached=keep_detached)
-        )
-    for batch_id in batches:
-        shape = batch_shape(config, batch_id.strip(), skip_columns=skip)
+def sources_for(
+    feeds: Iterable[Feed], client: httpx.AsyncClient
+) -> list[RunSource | ElectricSource]:
+    """The engine sources of `feeds`, in order. Offloaded packets are fetched with `client`,
+    by one fetcher per Trigger.dev API and token (its concurrency bounds them all)."""
+    fetchers: dict[TriggerConfig, PacketFetcher] = {}
+    sources: list[RunSource | ElectricSource] = []
+    for feed in feeds:
+        spec = feed.spec
+        if isinstance(spec, ElectricSpec):
+            sources.append(ElectricSource(spec.shape(feed.secret), spec.label, feed.keep_detached))
+            continue
+        config = feed.trigger
+        assert config is not None  # checked by Feed
+        if config not in fetchers:
+            fetchers[config] = PacketFetcher(client, config.api_url, config.headers())
         sources.append(
             RunSource(
-                "batch", f"batch {batch_id.strip()}", shape, packets, keep_detached=keep_detached
+                spec.kind,
+                spec.label,
+                spec.shape(config),
+                fetchers[config],
+                keep_detached=feed.keep_detached,
             )
         )
     return sources

@@ -24,6 +24,11 @@ __all__ = [
     "TRIGGER_API_VERSION",
     "TriggerConfig",
     "batch_shape",
+    "check_batch_id",
+    "check_duration",
+    "check_run_id",
+    "check_skip_columns",
+    "check_tags",
     "run_shape",
     "tag_shape",
 ]
@@ -140,7 +145,8 @@ def _names(values: Sequence[str] | str, what: str) -> list[str]:
     return items
 
 
-def _skip_param(skip_columns: Sequence[str] | str) -> dict[str, str]:
+def check_skip_columns(skip_columns: Sequence[str] | str) -> tuple[str, ...]:
+    """The `TaskRun` columns a feed leaves out, checked, sorted and without repeats."""
     columns = sorted(set(_names(skip_columns, "skip columns")))
     for column in columns:
         if column == "updatedAt":
@@ -164,6 +170,11 @@ def _skip_param(skip_columns: Sequence[str] | str) -> dict[str, str]:
                 f"skipping {kind!r} but not {data!r} would leave the {data} undecodable",
                 hint=f"skip both {data!r} and {kind!r}, or neither",
             )
+    return tuple(columns)
+
+
+def _skip_param(skip_columns: Sequence[str] | str) -> dict[str, str]:
+    columns = check_skip_columns(skip_columns)
     return {"skipColumns": ",".join(columns)} if columns else {}
 
 
@@ -185,11 +196,21 @@ def _check_id(value: object, pattern: re.Pattern[str], what: str, example: str) 
     return value
 
 
+def check_run_id(run_id: object) -> str:
+    """A public run id (`run_...`), or `ShapeDefinitionError`."""
+    return _check_id(run_id, _RUN_ID_RE, "run", "run_cmek7q1xv0003l50ahz2b9r4d")
+
+
+def check_batch_id(batch_id: object) -> str:
+    """A public batch id (`batch_...`), or `ShapeDefinitionError`."""
+    return _check_id(batch_id, _BATCH_ID_RE, "batch", "batch_cmek7x0pq0001l50a8d7f2k3z")
+
+
 def run_shape(
     config: TriggerConfig, run_id: str, *, skip_columns: Sequence[str] = ()
 ) -> ShapeDefinition:
     """The feed of one run: `GET {api}/realtime/v1/runs/{run_id}` (`run_id` = `run_...`)."""
-    run_id = _check_id(run_id, _RUN_ID_RE, "run", "run_cmek7q1xv0003l50ahz2b9r4d")
+    run_id = check_run_id(run_id)
     path = f"/realtime/v1/runs/{quote(run_id, safe='')}"
     return _shape(config, path, _skip_param(skip_columns))
 
@@ -198,7 +219,7 @@ def batch_shape(
     config: TriggerConfig, batch_id: str, *, skip_columns: Sequence[str] = ()
 ) -> ShapeDefinition:
     """The runs of one batch: `GET {api}/realtime/v1/batches/{batch_id}` (`batch_...`)."""
-    batch_id = _check_id(batch_id, _BATCH_ID_RE, "batch", "batch_cmek7x0pq0001l50a8d7f2k3z")
+    batch_id = check_batch_id(batch_id)
     path = f"/realtime/v1/batches/{quote(batch_id, safe='')}"
     return _shape(config, path, _skip_param(skip_columns))
 
@@ -226,7 +247,8 @@ def _check_tag(tag: str) -> str:
     return tag
 
 
-def _check_duration(value: str) -> str:
+def check_duration(value: str) -> str:
+    """A `created_at` window such as `1h30m`, or `ShapeDefinitionError`."""
     if not isinstance(value, str) or len(value) > 100 or not _DURATION_RE.fullmatch(value):
         raise ShapeDefinitionError(
             f"created_at must be a duration like '30m', '1h', '2d', '1w' or '1h30m' "
@@ -243,6 +265,15 @@ def _check_duration(value: str) -> str:
     return value
 
 
+def check_tags(tags: Sequence[str] | str) -> tuple[str, ...]:
+    """The tags of a tag feed, checked, sorted and without repeats: the server's filter does
+    not depend on their order, so one set of tags is one shape."""
+    names = tuple(sorted({_check_tag(tag) for tag in _names(tags, "tags")}))
+    if not names:
+        raise ShapeDefinitionError("a tag feed needs at least one tag")
+    return names
+
+
 def tag_shape(
     config: TriggerConfig,
     tags: Sequence[str] | str,
@@ -256,12 +287,7 @@ def tag_shape(
     so one set of tags is one shape). `created_at` limits the feed to runs created within
     that duration before the first request (server default and cap: 24 h).
     """
-    names = sorted({_check_tag(tag) for tag in _names(tags, "tags")})
-    if not names:
-        raise ShapeDefinitionError(
-            "a tag feed needs at least one tag", hint="for one run or a batch use run_shape"
-        )
-    params = {"tags": ",".join(names), **_skip_param(skip_columns)}
+    params = {"tags": ",".join(check_tags(tags)), **_skip_param(skip_columns)}
     if created_at is not None:
-        params["createdAt"] = _check_duration(created_at)
+        params["createdAt"] = check_duration(created_at)
     return _shape(config, "/realtime/v1/runs", params)

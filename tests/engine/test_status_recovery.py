@@ -12,9 +12,10 @@ from pathlib import Path
 
 import httpx
 
+import replica
 from replica.engine import Engine
 from replica.protocol import Backoff, StreamOptions
-from replica.sources.subscriptions import electric_source
+from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from tests.support.scripted_server import Reply, Request, ScriptedServer, change, shape_reply
 
@@ -43,7 +44,9 @@ async def _states(db: Path) -> list[str]:
         with Store(db) as store:
             options = StreamOptions(backoff=Backoff(initial=0.01, maximum=0.02))
             engine = Engine(store, client, options=options)
-            task = asyncio.create_task(engine.run([electric_source(server.url, "items")]))
+            task = asyncio.create_task(
+                engine.run(sources_for([replica.electric(server.url, "items")], client))
+            )
             try:
                 for _ in range(500):
                     await asyncio.sleep(0.01)

@@ -12,10 +12,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+import replica
 from replica import Change, Replica, ReplicaError
 from replica.devserver import DevServer
 from replica.engine import Engine
-from replica.sources.subscriptions import trigger_sources
+from replica.sources.subscriptions import sources_for
 from replica.store import Store
 
 from .helpers import Writer, log_entries, run, update
@@ -164,8 +165,8 @@ async def test_the_engine_hook_wakes_listeners_in_the_syncing_process(
         arrived.set()
 
     async with httpx.AsyncClient(timeout=10) as client:
-        sources = trigger_sources(
-            client, token=devserver.secret_key, api_url=devserver.url, tags=["user:1"]
+        sources = sources_for(
+            [replica.tag("user:1", token=devserver.secret_key, api_url=devserver.url)], client
         )
         engine = Engine(store, client, on_commit=db.notify_committed)
         syncing = asyncio.create_task(engine.run(sources))

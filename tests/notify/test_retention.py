@@ -125,14 +125,15 @@ async def test_the_engine_prunes_as_it_syncs(devserver, store: Store, db_path: P
 
     import httpx
 
+    import replica
     from replica.engine import Engine
-    from replica.sources.subscriptions import trigger_sources
+    from replica.sources.subscriptions import sources_for
 
     run_id = devserver.trigger("t", {}, tags=["user:1"])
     retention = Retention(min_age=timedelta(0), interval=0)  # prune after every commit
     async with httpx.AsyncClient(timeout=10) as client:
-        sources = trigger_sources(
-            client, token=devserver.secret_key, api_url=devserver.url, tags=["user:1"]
+        sources = sources_for(
+            [replica.tag("user:1", token=devserver.secret_key, api_url=devserver.url)], client
         )
         engine = Engine(store, client, retention=retention)
         task = asyncio.create_task(engine.run(sources))

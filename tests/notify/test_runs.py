@@ -13,10 +13,11 @@ import httpx
 import pytest
 from pydantic import BaseModel
 
+import replica
 from replica import Replica, Run
 from replica.devserver import DevServer
 from replica.engine import Engine
-from replica.sources.subscriptions import trigger_sources
+from replica.sources.subscriptions import sources_for
 from replica.store import Store
 
 
@@ -25,8 +26,14 @@ async def syncing(
     server: DevServer, store: Store, db: Replica, **feeds: Any
 ) -> AsyncIterator[None]:
     """The engine following `feeds` (tags=[...], runs=[...], batches=[...]) in this loop."""
+    connection = {"token": server.secret_key, "api_url": server.url}
+    wanted = [
+        *(replica.tag(tag, **connection) for tag in feeds.get("tags", ())),
+        *(replica.run_feed(run_id, **connection) for run_id in feeds.get("runs", ())),
+        *(replica.batch(batch_id, **connection) for batch_id in feeds.get("batches", ())),
+    ]
     async with httpx.AsyncClient(timeout=10) as client:
-        sources = trigger_sources(client, token=server.secret_key, api_url=server.url, **feeds)
+        sources = sources_for(wanted, client)
         engine = Engine(store, client, on_commit=db.notify_committed)
         task = asyncio.create_task(engine.run(sources))
         try:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from replica.errors import ShapeDefinitionError
-from replica.sources.subscriptions import electric_source, electric_url
+from replica.sources.electric import electric_endpoint
+from replica.sources.specs import ElectricSpec
 
 
 @pytest.mark.parametrize(
@@ -18,33 +19,33 @@ from replica.sources.subscriptions import electric_source, electric_url
     ],
 )
 def test_the_endpoint_of_an_electric_url(given: str, endpoint: str) -> None:
-    assert electric_url(given) == endpoint
+    assert electric_endpoint(given)[0] == endpoint
 
 
 def test_query_parameters_of_the_url_go_with_every_request() -> None:
-    source = electric_source(
-        "https://api.electric-sql.cloud/v1/shape?source_id=src_1", "items", secret="s3cr3t"
+    shape = ElectricSpec("https://api.electric-sql.cloud/v1/shape?source_id=src_1", "items").shape(
+        "s3cr3t"
     )
-    params = source.shape.query_params()
+    params = shape.query_params()
     assert params["source_id"] == "src_1"
     assert params["secret"] == "s3cr3t"
     assert params["table"] == "items"
-    assert "s3cr3t" not in repr(source.shape) and "s3cr3t" not in source.shape.key
+    assert "s3cr3t" not in repr(shape) and "s3cr3t" not in shape.key
 
 
 @pytest.mark.parametrize("name", ["secret", "source_secret", "api_secret", "token"])
 def test_a_secret_in_the_url_is_refused_with_where_to_put_it(name: str) -> None:
     with pytest.raises(ShapeDefinitionError, match="ELECTRIC_SECRET") as raised:
-        electric_source(f"https://h/v1/shape?source_id=x&{name}=hunter2hunter2", "items")
+        ElectricSpec(f"https://h/v1/shape?source_id=x&{name}=hunter2hunter2", "items")
     assert "hunter2" not in str(raised.value)
 
 
 @pytest.mark.parametrize("given", ["ftp://h", "localhost:3000", "http://"])
 def test_not_an_http_url(given: str) -> None:
     with pytest.raises(ShapeDefinitionError, match="http"):
-        electric_url(given)
+        electric_endpoint(given)
 
 
 def test_a_protocol_parameter_in_the_url_is_refused() -> None:
     with pytest.raises(ShapeDefinitionError, match="offset"):
-        electric_source("http://h/v1/shape?offset=5_0", "items")
+        ElectricSpec("http://h/v1/shape?offset=5_0", "items")
