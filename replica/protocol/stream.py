@@ -1,4 +1,5 @@
-"""An async shape stream over httpx: requests, retries, 409s, and batches of messages.
+"""An async shape stream: the state machine driven over HTTP (requests and their retries
+are `fetch.ReplyFetcher`'s), 409s, guards, and batches of messages.
 
 `ShapeStream.pages()` yields one `Batch` per useful response (bounded memory: a consumer can
 stage a large snapshot as it arrives); iterating the stream itself yields batches that end
@@ -30,25 +31,18 @@ from replica.errors import (
     StaleResponseError,
     UpstreamError,
 )
-from replica.protocol.backoff import Backoff, BackoffTimer, parse_retry_after
-from replica.protocol.deadline import within
+from replica.protocol.backoff import Backoff, BackoffTimer
+from replica.protocol.fetch import ReplyFetcher, Sleep
 from replica.protocol.messages import ChangeMessage, parse_body
 from replica.protocol.replies import (
     Reply,
-    Retryable,
-    certificate_problem,
     out_of_bounds,
-    short_body,
-    upstream_error,
-    without_secrets,
 )
 from replica.protocol.shape import ShapeDefinition, redact_url
 from replica.protocol.state import Position, ShapeState, is_valid_offset
 from replica.protocol.values import Parser, RowParser, parse_schema_header
 
 log = logging.getLogger(__name__)
-
-Sleep = Callable[[float], Awaitable[None]]
 
 
 @dataclass(frozen=True)
@@ -163,6 +157,7 @@ class ShapeStream:
         self._loop_offset: str | None = None
         self._loop_detections = 0
         self._closed = False
+        self._fetcher = ReplyFetcher(client, self.options, emit=self._emit, sleep=sleep)
 
     # -- public ---------------------------------------------------------------------
 
@@ -220,7 +215,9 @@ class ShapeStream:
                     continue
             requested_offset = state.offset
             try:
-                reply = await self._request(live)
+                params = {**self.shape.query_params(), **state.request_params()}
+                url = str(httpx.URL(self.shape.url, params=sorted(params.items())))
+                reply = await self._fetcher.get(self.shape, url, live)
                 batch = self._handle(reply, requested_offset, live)
                 # The body (up to ~10 MB) is parsed: let it go before the consumer works on
                 # the batch, which this frame would otherwise keep alive until the next reply.
@@ -333,102 +330,6 @@ class ShapeStream:
             )
             self._row_parser_schema = schema
         return self._row_parser
-
-    # -- HTTP with retries -------------------------------------------------------------
-
-    async def _request(self, live: bool) -> Reply:
-        """One logical request: retried with back-off until it gets a usable status."""
-        timer = BackoffTimer(self.options.backoff)
-        while True:
-            params = {**self.shape.query_params(), **self.state.request_params()}
-            url = str(httpx.URL(self.shape.url, params=sorted(params.items())))
-            shown = redact_url(url)
-            try:
-                reply = await self._send(url, live)
-            except Retryable as exc:
-                if timer.exhausted:
-                    raise RetriesExhaustedError(
-                        f"gave up after {timer.attempts} retries of {shown}: {exc}", url=shown
-                    ) from exc
-                delay = timer.next_delay(exc.retry_after)
-                self._emit(
-                    "retry",
-                    f"{exc}; retrying in {delay:.1f} s",
-                    status=exc.status,
-                    delay=delay,
-                    url=shown,
-                )
-                await self._sleep(delay)
-                continue
-            except asyncio.TimeoutError:
-                # The live watchdog fired: the server (or a proxy) held the request too long.
-                # Nothing was received, so the same request is simply made again.
-                self._emit("live-timeout", "live request timed out; re-issuing it", url=shown)
-                continue
-            status = reply.status
-            if 200 <= status < 300 or status == 409:
-                return reply
-            reply.body = without_secrets(reply.body, self.shape)
-            raise upstream_error(reply, shown)
-
-    async def _send(self, url: str, live: bool) -> Reply:
-        opts = self.options
-        shown = redact_url(url)
-        log.debug("GET %s", shown)
-        limit = opts.live_timeout if live else opts.request_timeout
-        # httpx's own read timeout sits just above our deadline so the watchdog decides.
-        timeout = httpx.Timeout(
-            connect=opts.connect_timeout, read=limit + 1.0, write=opts.connect_timeout, pool=None
-        )
-        started = time.monotonic()
-        try:
-            if live:
-                try:
-                    reply = await within(self._fetch(url, timeout), limit)
-                except httpx.TimeoutException:
-                    raise asyncio.TimeoutError from None  # the watchdog's case: re-issue
-            else:
-                try:
-                    reply = await within(self._fetch(url, timeout), opts.request_timeout)
-                except asyncio.TimeoutError:
-                    raise Retryable(
-                        f"request took longer than {opts.request_timeout:.0f} s"
-                    ) from None
-        except httpx.TransportError as exc:
-            problem = certificate_problem(exc)
-            if problem is not None:
-                # Retrying cannot make a certificate valid: say so at once.
-                raise CertificateError(
-                    f"the TLS certificate of {httpx.URL(url).host} could not be verified: "
-                    f"{problem}",
-                    url=shown,
-                ) from exc
-            raise Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
-        log.debug(
-            "%s %s in %.3f s: offset=%s handle=%s",
-            reply.status,
-            shown,
-            time.monotonic() - started,
-            reply.headers.get("electric-offset"),
-            reply.headers.get("electric-handle"),
-        )
-        status = reply.status
-        if status == 429 or status >= 500:
-            retry_after = parse_retry_after(reply.headers.get("retry-after"))
-            detail = short_body(without_secrets(reply.body, self.shape))
-            raise Retryable(f"HTTP {status}{' ' + detail if detail else ''}", status, retry_after)
-        return reply
-
-    async def _fetch(self, url: str, timeout: httpx.Timeout) -> Reply:
-        request = self.client.build_request(
-            "GET", url, headers=dict(self.shape.headers), timeout=timeout
-        )
-        response = await self.client.send(request, stream=True, follow_redirects=True)
-        try:
-            body = await response.aread()
-        finally:
-            await response.aclose()
-        return Reply(response.status_code, response.headers, body, redact_url(url))
 
     # -- guards and hooks -------------------------------------------------------------
 

@@ -1,0 +1,148 @@
+"""One logical shape request over httpx: timeouts, the live watchdog, and retries.
+
+Network errors, timeouts of non-live requests, 429 and 5xx are retried with back-off (a
+`Retry-After` as floor) until a reply with a usable status comes; a live long-poll held too
+long is re-issued at once; a certificate that cannot be verified fails at once, since
+retrying cannot fix it. Any other status is a typed `UpstreamError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+import httpx
+
+from replica.errors import CertificateError, RetriesExhaustedError
+from replica.protocol.backoff import BackoffTimer, parse_retry_after
+from replica.protocol.deadline import within
+from replica.protocol.replies import (
+    Reply,
+    Retryable,
+    certificate_problem,
+    short_body,
+    upstream_error,
+    without_secrets,
+)
+from replica.protocol.shape import ShapeDefinition, redact_url
+
+if TYPE_CHECKING:
+    from replica.protocol.stream import StreamOptions
+
+log = logging.getLogger(__name__)
+
+Sleep = Callable[[float], Awaitable[None]]
+#: Reports what happens (kind, message, details) to the stream's watchers.
+Emit = Callable[..., None]
+
+
+class ReplyFetcher:
+    """Gets the replies of one shape stream's requests, retrying what can be retried."""
+
+    def __init__(
+        self, client: httpx.AsyncClient, options: StreamOptions, *, emit: Emit, sleep: Sleep
+    ) -> None:
+        self.client = client
+        self.options = options
+        self._emit = emit
+        self._sleep = sleep
+
+    async def get(self, shape: ShapeDefinition, url: str, live: bool) -> Reply:
+        """The reply to `GET url` (a 2xx or a 409), retried with back-off until it comes."""
+        timer = BackoffTimer(self.options.backoff)
+        shown = redact_url(url)
+        while True:
+            try:
+                reply = await self._attempt(shape, url, live)
+            except Retryable as exc:
+                if timer.exhausted:
+                    raise RetriesExhaustedError(
+                        f"gave up after {timer.attempts} retries of {shown}: {exc}", url=shown
+                    ) from exc
+                delay = timer.next_delay(exc.retry_after)
+                self._emit(
+                    "retry",
+                    f"{exc}; retrying in {delay:.1f} s",
+                    status=exc.status,
+                    delay=delay,
+                    url=shown,
+                )
+                await self._sleep(delay)
+                continue
+            except asyncio.TimeoutError:
+                # The live watchdog fired: the server (or a proxy) held the request too long.
+                # Nothing was received, so the same request is simply made again.
+                self._emit("live-timeout", "live request timed out; re-issuing it", url=shown)
+                continue
+            status = reply.status
+            if 200 <= status < 300 or status == 409:
+                return reply
+            reply.body = without_secrets(reply.body, shape)
+            raise upstream_error(reply, shown)
+
+    async def _attempt(self, shape: ShapeDefinition, url: str, live: bool) -> Reply:
+        """One try: a reply, or `Retryable`, `asyncio.TimeoutError` (the live watchdog) or
+        `CertificateError`."""
+        opts = self.options
+        shown = redact_url(url)
+        log.debug("GET %s", shown)
+        limit = opts.live_timeout if live else opts.request_timeout
+        # httpx's own read timeout sits just above our deadline so the watchdog decides.
+        timeout = httpx.Timeout(
+            connect=opts.connect_timeout, read=limit + 1.0, write=opts.connect_timeout, pool=None
+        )
+        started = time.monotonic()
+        try:
+            if live:
+                try:
+                    reply = await within(self._fetch(shape, url, timeout), limit)
+                except httpx.TimeoutException:
+                    raise asyncio.TimeoutError from None  # the watchdog's case: re-issue
+            else:
+                try:
+                    reply = await within(self._fetch(shape, url, timeout), opts.request_timeout)
+                except asyncio.TimeoutError:
+                    raise Retryable(
+                        f"request took longer than {opts.request_timeout:.0f} s"
+                    ) from None
+        except httpx.TransportError as exc:
+            problem = certificate_problem(exc)
+            if problem is not None:
+                # Retrying cannot make a certificate valid: say so at once.
+                raise CertificateError(
+                    f"the TLS certificate of {httpx.URL(url).host} could not be verified: "
+                    f"{problem}",
+                    url=shown,
+                ) from exc
+            raise Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
+        log.debug(
+            "%s %s in %.3f s: offset=%s handle=%s",
+            reply.status,
+            shown,
+            time.monotonic() - started,
+            reply.headers.get("electric-offset"),
+            reply.headers.get("electric-handle"),
+        )
+        status = reply.status
+        if status == 429 or status >= 500:
+            retry_after = parse_retry_after(reply.headers.get("retry-after"))
+            detail = short_body(without_secrets(reply.body, shape))
+            raise Retryable(f"HTTP {status}{' ' + detail if detail else ''}", status, retry_after)
+        return reply
+
+    async def _fetch(self, shape: ShapeDefinition, url: str, timeout: httpx.Timeout) -> Reply:
+        request = self.client.build_request(
+            "GET", url, headers=dict(shape.headers), timeout=timeout
+        )
+        response = await self.client.send(request, stream=True, follow_redirects=True)
+        try:
+            body = await response.aread()
+        finally:
+            await response.aclose()
+        return Reply(response.status_code, response.headers, body, redact_url(url))
+
+
+__all__ = ["ReplyFetcher"]
