@@ -24,12 +24,11 @@ from replica.errors import QueryRefusedError, ReplicaError
 from replica.feeds import Feed
 from replica.models import Run
 from replica.notify import runs as run_streams
-from replica.notify.changes import DERIVED_TABLES, TableSpecs, head_seq
+from replica.notify.changes import head_seq
 from replica.notify.consumers import ConsumerCursors, ConsumerStatus, RetryPolicy, make_owner
 from replica.notify.dispatch import Dispatcher
-from replica.notify.filters import FilterEvaluator, parse_filter
 from replica.notify.live import LiveQuery
-from replica.notify.subscriptions import Subscription
+from replica.notify.subscriptions import Subscription, checked_terms
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
 from replica.run_queries import run_model, select_runs
 from replica.settings import default_db
@@ -42,8 +41,6 @@ log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 RunT = TypeVar("RunT", bound=Run[Any, Any])
-
-_OPS = frozenset({"insert", "update", "delete"})
 
 
 class Replica:
@@ -229,43 +226,15 @@ class Replica:
         on), `"beginning"` (the oldest retained change) or a sequence number. A failing
         callback is retried per `retry`, then parked.
         """
-        spec = None
-        if table is not None:
-            if table in DERIVED_TABLES:
-                raise ReplicaError(
-                    f"{table} follows {DERIVED_TABLES[table]} and has no change log of its own",
-                    hint=f'use on_change("{DERIVED_TABLES[table]}")',
-                )
-            with self._lock:
-                spec = TableSpecs(self._reader).get(table)
-            if spec is None:
-                log.info("table %r is not replicated yet; its filter is checked later", table)
-        chosen_ops = None
-        if ops is not None:
-            chosen_ops = frozenset([ops] if isinstance(ops, str) else ops)
-            unknown = chosen_ops - _OPS
-            if unknown or not chosen_ops:
-                raise ReplicaError(
-                    f"unknown ops {sorted(unknown) or '(none)'}",
-                    hint="ops are some of insert, update, delete",
-                )
-        row_filter = None
-        if where is not None:
-            if table is None:
-                raise ReplicaError("a where filter needs a table", hint='on_change("runs", ...)')
-            row_filter = parse_filter(where, table, spec)
-            if spec is not None:
-                # SQLite compiles it now (unknown functions...), on a scratch connection:
-                # the query connection is query_only, which forbids even TEMP tables.
-                scratch = connect(self.path, readonly=True)
-                try:
-                    FilterEvaluator(scratch).prepare(row_filter, spec)
-                finally:
-                    scratch.close()
-        if transactional and not consumer:
-            raise ReplicaError(
-                "transactional=True needs a consumer name",
-                hint="exactly-once delivery needs a durable cursor: consumer='name'",
+        with self._lock:
+            row_filter, chosen_ops = checked_terms(
+                self._reader,
+                self.path,
+                table=table,
+                where=where,
+                ops=ops,
+                consumer=consumer,
+                transactional=transactional,
             )
         if consumer is not None and any(s.consumer == consumer for s in self._subscriptions):
             raise ReplicaError(f"consumer {consumer!r} is already registered here")

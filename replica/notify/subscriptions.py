@@ -5,13 +5,28 @@ batch of changes it should get."""
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from replica.notify.changes import Change, LogReader, reset_change
+from replica.errors import ReplicaError
+from replica.notify.changes import DERIVED_TABLES, Change, LogReader, TableSpecs, reset_change
 from replica.notify.consumers import RetryPolicy
-from replica.notify.filters import FilterError, FilterEvaluationError, FilterEvaluator, RowFilter
+from replica.notify.filters import (
+    FilterError,
+    FilterEvaluationError,
+    FilterEvaluator,
+    RowFilter,
+    parse_filter,
+)
+from replica.store.database import connect
+
+log = logging.getLogger(__name__)
+
+_OPS = frozenset({"insert", "update", "delete"})
 
 
 class StopDelivery(Exception):
@@ -53,6 +68,61 @@ class Subscription:
             return f"consumer {self.consumer!r}"
         name = getattr(self.callback, "__qualname__", None) or repr(self.callback)
         return f"callback {name}"
+
+
+def checked_terms(
+    reader: sqlite3.Connection,
+    path: Path,
+    *,
+    table: str | None,
+    where: str | None,
+    ops: Iterable[str] | str | None,
+    consumer: str | None,
+    transactional: bool,
+) -> tuple[RowFilter | None, frozenset[str] | None]:
+    """Check what a subscription is asked to follow (see `Replica.on_change`): the row
+    filter and ops it stands for, or a `ReplicaError` saying what is wrong.
+
+    `reader` reads the table specs; a filter on a table already replicated is compiled by
+    SQLite now (unknown functions...), on a scratch connection to `path`."""
+    spec = None
+    if table is not None:
+        if table in DERIVED_TABLES:
+            raise ReplicaError(
+                f"{table} follows {DERIVED_TABLES[table]} and has no change log of its own",
+                hint=f'use on_change("{DERIVED_TABLES[table]}")',
+            )
+        spec = TableSpecs(reader).get(table)
+        if spec is None:
+            log.info("table %r is not replicated yet; its filter is checked later", table)
+    chosen_ops = None
+    if ops is not None:
+        chosen_ops = frozenset([ops] if isinstance(ops, str) else ops)
+        unknown = chosen_ops - _OPS
+        if unknown or not chosen_ops:
+            raise ReplicaError(
+                f"unknown ops {sorted(unknown) or '(none)'}",
+                hint="ops are some of insert, update, delete",
+            )
+    row_filter = None
+    if where is not None:
+        if table is None:
+            raise ReplicaError("a where filter needs a table", hint='on_change("runs", ...)')
+        row_filter = parse_filter(where, table, spec)
+        if spec is not None:
+            # The query connection is query_only, which forbids even the TEMP tables this
+            # needs: a scratch connection.
+            scratch = connect(path, readonly=True)
+            try:
+                FilterEvaluator(scratch).prepare(row_filter, spec)
+            finally:
+                scratch.close()
+    if transactional and not consumer:
+        raise ReplicaError(
+            "transactional=True needs a consumer name",
+            hint="exactly-once delivery needs a durable cursor: consumer='name'",
+        )
+    return row_filter, chosen_ops
 
 
 @dataclass
@@ -104,4 +174,11 @@ def next_batch(
     return NextBatch(changes + failures, through)
 
 
-__all__ = ["FilterFailure", "NextBatch", "StopDelivery", "Subscription", "next_batch"]
+__all__ = [
+    "FilterFailure",
+    "NextBatch",
+    "StopDelivery",
+    "Subscription",
+    "checked_terms",
+    "next_batch",
+]
