@@ -2,6 +2,10 @@
 
 Starts the local emulator with simulated runs, syncs tag `user:1234` into a fresh
 `replica-demo.db` and shows those runs changing live, read back from the SQLite file.
+
+The demo writes like any other writer: it takes the file's writer lock first, so it never
+touches a database another process is writing. It starts afresh by replacing the file only
+when an earlier demo made it (`_replica_demo` marks it), or when told to with `--replace`.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from replica.sources.specs import TagSpec
 from replica.sources.subscriptions import Feed, sources_for
 from replica.sources.trigger import TriggerConfig
 from replica.store import Store
-from replica.store.database import connect
+from replica.store.database import WriterLock, connect, now_iso
 
 DEMO_TAG = "user:1234"
 COLUMNS = ("run", "task", "status", "progress", "duration")
@@ -42,7 +46,12 @@ log = logging.getLogger(__name__)
     default="replica-demo.db",
     show_default=True,
     metavar="PATH",
-    help="Where to write the demo replica (replaced if it exists).",
+    help="Where to write the demo replica (a file an earlier demo made is replaced).",
+)
+@click.option(
+    "--replace",
+    is_flag=True,
+    help="Replace the --db file even if the demo did not make it.",
 )
 @click.option(
     "--duration",
@@ -65,19 +74,22 @@ log = logging.getLogger(__name__)
     help="How much faster than real time simulated runs live.",
 )
 @logging_options
-def demo(db_path: str, duration: float | None, seed: int, speed: float) -> None:
+def demo(db_path: str, replace: bool, duration: float | None, seed: int, speed: float) -> None:
     """Run the emulator with simulated runs and watch tag user:1234 replicate live."""
     path = Path(db_path)
-    for suffix in ("", "-wal", "-shm", ".lock"):
-        with contextlib.suppress(FileNotFoundError):
-            Path(f"{path}{suffix}").unlink()
-    server = DevServer(simulate=True, seed=seed, speed=speed, port=0).start()
+    lock = WriterLock(path)
+    lock.acquire()  # before anything is removed: a running writer keeps its file
     try:
-        click.echo(f"Emulator running at {server.url} with simulated runs (seed {seed}).")
-        click.echo(f"Syncing tag {DEMO_TAG} into {path} ... (Ctrl-C to stop)\n")
-        asyncio.run(_demo(server, path, duration))
+        _start_afresh(path, replace=replace)
+        server = DevServer(simulate=True, seed=seed, speed=speed, port=0).start()
+        try:
+            click.echo(f"Emulator running at {server.url} with simulated runs (seed {seed}).")
+            click.echo(f"Syncing tag {DEMO_TAG} into {path} ... (Ctrl-C to stop)\n")
+            asyncio.run(_demo(server, path, duration))
+        finally:
+            server.stop()
     finally:
-        server.stop()
+        lock.release()
     click.echo(
         f"\nThe replica is an ordinary SQLite file. Try:\n"
         f'  sqlite3 {path} "select status, count(*) from runs group by status"\n'
@@ -88,11 +100,45 @@ def demo(db_path: str, duration: float | None, seed: int, speed: float) -> None:
     )
 
 
+def _start_afresh(path: Path, *, replace: bool) -> None:
+    """Remove `path` (and its WAL files) if an earlier demo made it or `replace` says so;
+    refuse to touch any other file. The caller holds the writer lock."""
+    if not path.exists():
+        return
+    if not replace and not _made_by_demo(path):
+        raise DatabaseError(
+            f"{path} exists and was not made by replica demo; it is left as it is",
+            hint="pass another --db, or --replace to replace it",
+        )
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def _made_by_demo(path: Path) -> bool:
+    try:
+        conn = connect(path, readonly=True)
+    except DatabaseError:
+        return False  # not a database we can read: not ours
+    try:
+        return bool(
+            conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = '_replica_demo'"
+            ).fetchone()
+        )
+    except sqlite3.DatabaseError:
+        return False
+    finally:
+        conn.close()
+
+
 async def _demo(server: DevServer, path: Path, duration: float | None) -> None:
     async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as client:
         config = TriggerConfig(server.secret_key, api_url=server.url)
         sources = sources_for([Feed(TagSpec((DEMO_TAG,)), config)], client)
-        with Store(path) as store:
+        with Store(path, lock=False) as store:  # the demo holds the lock itself
+            store.conn.execute("CREATE TABLE IF NOT EXISTS _replica_demo (made_at TEXT NOT NULL)")
+            store.conn.execute("INSERT INTO _replica_demo VALUES (?)", (now_iso(),))
             engine = Engine(store, client)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -154,7 +200,7 @@ class _Screen:
         for run_id, task, status, progress, duration_ms, _started, _finished in found:
             shown = f"{float(progress) * 100:.0f}%" if isinstance(progress, int | float) else ""
             seconds = f"{duration_ms / 1000:.1f} s" if duration_ms else ""
-            out.append((run_id[:16] + "…", task, status, shown, seconds))
+            out.append((run_id, task, status, shown, seconds))
         return out
 
     def close(self) -> None:

@@ -69,7 +69,8 @@ def _progress(rng: random.Random, stages: list[str], start: float, span: float) 
                 rng.uniform(0.5, 1.5) * span / len(stages),
                 metadata={
                     "stage": stage,
-                    "progress": round(start + (1 - start) * i / len(stages), 2),
+                    # 100 % only once the run is done: the last stage ends short of it.
+                    "progress": round(start + (1 - start) * i / (len(stages) + 1), 2),
                 },
             )
         )
