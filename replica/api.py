@@ -339,21 +339,28 @@ class Replica:
 
     # -- syncing in this process ------------------------------------------------------------
 
-    def sync(self, *feeds: Feed, once: bool = False, verify: bool = True) -> bool:
+    def sync(
+        self, *feeds: Feed, once: bool = False, verify: bool = True, keep_others: bool = False
+    ) -> bool:
         """Follow feeds into this database from this process (what `replica sync` does).
 
         `db.sync(replica.tag("user:1234"), once=True)` returns once everything is up to
         date; without `once` it runs until `stop_sync()` or Ctrl-C. Returns False if a feed
         failed (the error is logged and in `replica status`). Callbacks registered on this
-        object and listening in this process are woken at every commit.
+        object and listening in this process are woken at every commit. Shapes synced
+        before but not among `feeds` are let go of first (their runs get `detached_at`,
+        their Electric rows are deleted), unless `keep_others`.
         """
-        return asyncio.run(self.async_sync(*feeds, once=once, verify=verify))
+        return asyncio.run(
+            self.async_sync(*feeds, once=once, verify=verify, keep_others=keep_others)
+        )
 
     async def async_sync(
         self,
         *feeds: Feed,
         once: bool = False,
         verify: bool = True,
+        keep_others: bool = False,
         client: httpx.AsyncClient | None = None,
     ) -> bool:
         """`sync()` for async code: runs until up to date (`once`), `stop_sync()` or
@@ -374,7 +381,7 @@ class Replica:
             with self._lock:
                 self._engines.add((engine, loop))
             try:
-                return await engine.run(sources)
+                return await engine.run(sources, keep_others=keep_others)
             finally:
                 with self._lock:
                     self._engines.discard((engine, loop))

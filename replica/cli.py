@@ -22,6 +22,7 @@ from replica.errors import ReplicaError
 COMMANDS = {
     "demo": "replica.commands.demo:demo",
     "dev-server": "replica.devserver.command:dev_server",
+    "forget": "replica.commands.reset:forget",
     "query": "replica.commands.inspect:query",
     "reset": "replica.commands.reset:reset",
     "status": "replica.commands.inspect:status",

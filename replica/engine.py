@@ -134,13 +134,23 @@ class Engine:
 
     # -- running ----------------------------------------------------------------------
 
-    async def run(self, sources: Iterable[Source], *, until_stopped: bool = False) -> bool:
+    async def run(
+        self,
+        sources: Iterable[Source],
+        *,
+        until_stopped: bool = False,
+        keep_others: bool = True,
+    ) -> bool:
         """Follow every source; return True if none failed.
 
         Returns when every subscription has ended (all up to date with `once`, or failed),
         or when `stop()` is called; with `until_stopped`, only `stop()` ends it (sources may
-        come and go with `add`/`remove`).
+        come and go with `add`/`remove`). Without `keep_others`, shapes stored in the
+        database that are not among `sources` are let go of first (see `remove`).
         """
+        sources = list(sources)
+        if not keep_others:
+            await self._let_go_of_others({source.key for source in sources})
         for source in sources:
             self.add(source)
         stopping = asyncio.ensure_future(self._stopping.wait())
@@ -182,6 +192,13 @@ class Engine:
         if shape is not None:
             await self._write(self.store.remove_shape, shape.id)
         self.progress.pop(key, None)
+
+    async def _let_go_of_others(self, keys: set[str]) -> None:
+        for shape in await self._write(self.store.shapes):
+            if shape.key not in keys:
+                label = shape.definition.get("label", shape.key)
+                log.info("no longer following %s: letting go of its rows", label)
+                await self._write(self.store.remove_shape, shape.id)
 
     def stop(self) -> None:
         """Ask `run` to end: tasks are cancelled, the current write completes."""

@@ -21,7 +21,9 @@ CONFIG = """\
 `replica sync` reads subscriptions from `./replica.toml` when it exists (or from
 `--config PATH`) and re-reads the file whenever it changes: added entries start syncing,
 removed ones stop (their rows are let go as if they had left the shape), and an edit that
-does not parse is logged and ignored.
+does not parse is logged and ignored. At start, a shape synced before that neither the
+command line nor the file names any more is let go of the same way (`--keep-others` keeps
+it); `replica forget SHAPE` lets go of one at any time.
 
 ```toml
 [[sync]]

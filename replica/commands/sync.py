@@ -139,6 +139,13 @@ class SyncFailedError(ReplicaError):
     help="Subscriptions file, re-read when it changes (default: ./replica.toml if it exists).",
 )
 @click.option(
+    "--keep-others",
+    is_flag=True,
+    help="Keep the rows of shapes this command no longer names (by default a shape "
+    "synced before but named neither here nor in replica.toml is let go of at start: its "
+    "runs get detached_at, its Electric rows are deleted).",
+)
+@click.option(
     "--once",
     is_flag=True,
     help="Exit (status 0) once every shape is up to date, instead of following.",
@@ -163,6 +170,7 @@ def sync(
     replica_mode: str | None,
     detached: str | None,
     config_path: str | None,
+    keep_others: bool,
     once: bool,
     insecure: bool,
 ) -> None:
@@ -219,7 +227,9 @@ def sync(
     # us while we start) ends the command cleanly: nothing has been written yet, or the
     # write in progress (a migration) rolls back.
     signal.signal(signal.SIGTERM, _stop_before_start)
-    failed = asyncio.run(_run(db_path, plan, once=once, verify=not insecure))
+    failed = asyncio.run(
+        _run(db_path, plan, once=once, verify=not insecure, keep_others=keep_others)
+    )
     if failed:
         raise SyncFailedError.naming(failed)
 
@@ -293,7 +303,9 @@ class _Plan:
         return feeds
 
 
-async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> dict[str, ReplicaError]:
+async def _run(
+    db_path: str, plan: _Plan, *, once: bool, verify: bool, keep_others: bool
+) -> dict[str, ReplicaError]:
     """Sync until done or stopped; the subscriptions that failed (label -> error)."""
     timeout = httpx.Timeout(60.0, connect=10.0)
     # One connection pool per group of shapes: a single pool's bookkeeping grows with the
@@ -312,7 +324,7 @@ async def _run(db_path: str, plan: _Plan, *, once: bool, verify: bool) -> dict[s
             if watching:
                 background.append(asyncio.create_task(_follow_config(engine, plan, client)))
             try:
-                await engine.run(sources, until_stopped=watching)
+                await engine.run(sources, until_stopped=watching, keep_others=keep_others)
             finally:
                 for task in background:
                     task.cancel()
