@@ -13,7 +13,7 @@ import traceback
 
 import click
 
-from replica import logs
+from replica import errors, logs
 from replica._version import __version__
 from replica.errors import ReplicaError
 
@@ -93,6 +93,7 @@ class _Group(click.Group):
 def cli(ctx: click.Context, debug: bool, json_logs: bool) -> None:
     """Keep a live local SQLite replica of Trigger.dev runs and ElectricSQL shapes."""
     ctx.obj = {"debug": debug, "json_logs": json_logs}
+    errors.speaks_cli = True  # advice names this command's options
     logs.configure(debug=debug, json_lines=json_logs)
 
 

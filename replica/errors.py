@@ -1,7 +1,9 @@
 """Every error replica raises, in one place.
 
 Each error says what failed, with which input, and what to do about it: `str(err)` is a
-complete sentence for a log line or an `Error:` line, and `err.hint` is the advice alone.
+complete sentence for a log line or an `Error:` line, and `err.advice` is the advice alone,
+worded for the interface it comes from: the `replica` command names its options (`--db`),
+the Python API its parameters.
 """
 
 from __future__ import annotations
@@ -9,21 +11,38 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+#: True in the `replica` command: advice then names its options (`--db`), not the Python
+#: API's parameters (`Replica(path)`). Set once by the command line as it starts.
+speaks_cli = False
+
 
 class ReplicaError(Exception):
     """Base class of every error replica raises on purpose."""
 
     #: What the user can do about it; shown after the message.
     hint: str = ""
+    #: The same advice where the command line says it differently (names an option).
+    cli_hint: str | None = None
 
-    def __init__(self, message: str, *, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, hint: str | None = None, cli_hint: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         if hint is not None:
             self.hint = hint
+            self.cli_hint = cli_hint
+
+    @property
+    def advice(self) -> str:
+        """The hint, worded for the interface in use (see `speaks_cli`)."""
+        if speaks_cli and self.cli_hint:
+            return self.cli_hint
+        return self.hint
 
     def __str__(self) -> str:
-        return f"{self.message} ({self.hint})" if self.hint else self.message
+        advice = self.advice
+        return f"{self.message} ({advice})" if advice else self.message
 
 
 # -- configuration and input ------------------------------------------------------------
@@ -47,8 +66,15 @@ class InvalidPositionError(ReplicaError, ValueError):
 class ProtocolError(ReplicaError):
     """The upstream's answer could not be used. `url` is the request, secrets removed."""
 
-    def __init__(self, message: str, *, url: str | None = None, hint: str | None = None):
-        super().__init__(message, hint=hint)
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str | None = None,
+        hint: str | None = None,
+        cli_hint: str | None = None,
+    ):
+        super().__init__(message, hint=hint, cli_hint=cli_hint)
         self.url = url
 
 
@@ -75,6 +101,7 @@ class UpstreamError(ProtocolError):
             f"upstream refused the shape request with HTTP {status}: {detail}",
             url=url,
             hint=_STATUS_HINTS.get(status, "check the shape definition and the token"),
+            cli_hint=_STATUS_HINTS_CLI.get(status),
         )
 
 
@@ -82,6 +109,9 @@ _STATUS_HINTS = {
     400: "the shape definition is invalid for this server; fix it and sync again",
     401: "the token is missing, invalid or expired; set a valid one",
     403: "the token is valid but lacks a scope for this shape; mint one with access to it",
+    404: "the run, batch or route does not exist on this server; check the id and api_url",
+}
+_STATUS_HINTS_CLI = {
     404: "the run, batch or route does not exist on this server; check the id and --api-url",
 }
 
@@ -155,6 +185,10 @@ class CertificateError(ProtocolError):
 
     hint = (
         "fix the server's certificate, or name the CA that signed it with SSL_CERT_FILE; "
+        "verify=False skips verification (only for servers you trust)"
+    )
+    cli_hint = (
+        "fix the server's certificate, or name the CA that signed it with SSL_CERT_FILE; "
         "--insecure skips verification (only for servers you trust)"
     )
 
@@ -171,13 +205,15 @@ class RetriesExhaustedError(ProtocolError):
 class DatabaseError(ReplicaError):
     """The local SQLite database cannot be opened, migrated or written."""
 
-    hint = "check the --db path, its permissions and free disk space"
+    hint = "check the database path, its permissions and free disk space"
+    cli_hint = "check the --db path, its permissions and free disk space"
 
 
 class DatabaseLockedError(DatabaseError):
     """Another replica process is already writing to this database file."""
 
-    hint = "stop the other process first, or use another --db"
+    hint = "stop the other process first, or use another database file"
+    cli_hint = "stop the other process first, or use another --db"
 
 
 class ApplyError(DatabaseError):

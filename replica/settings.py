@@ -36,6 +36,10 @@ class MissingTokenError(ReplicaError):
 
     hint = (
         "set TRIGGER_SECRET_KEY (a secret key) or TRIGGER_ACCESS_TOKEN (a public access "
+        "token), or pass token="
+    )
+    cli_hint = (
+        "set TRIGGER_SECRET_KEY (a secret key) or TRIGGER_ACCESS_TOKEN (a public access "
         "token), or pass --token-file"
     )
 

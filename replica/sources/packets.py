@@ -347,7 +347,8 @@ class PacketFetcher:
             raise ProtocolError(
                 f"the answer to {what} has no presignedUrl",
                 url=_safe_url(str(response.url)),
-                hint="the server is not a Trigger.dev API it can talk to; check --api-url",
+                hint="the server is not a Trigger.dev API it can talk to; check api_url",
+                cli_hint="the server is not a Trigger.dev API it can talk to; check --api-url",
             )
         # Self-hosted setups may answer with a path relative to the API.
         return urljoin(self._api_url + "/", presigned)
@@ -398,7 +399,8 @@ class PacketFetcher:
         raise ProtocolError(
             f"fetching {what} was refused with HTTP {status}: {detail}",
             url=_safe_url(url),
-            hint=_HINTS.get(status, "check the token and --api-url"),
+            hint=_HINTS.get(status, "check the token and api_url"),
+            cli_hint=None if status in _HINTS else "check the token and --api-url",
         )
 
 

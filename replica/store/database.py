@@ -50,7 +50,8 @@ def create_private_file(path: Path) -> None:
     if path.exists():
         return
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # A missing directory is refused, never made: it is most often a typo in the path,
+        # and an empty replica there would quietly answer every query with nothing.
         with contextlib.suppress(FileExistsError):
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
     except OSError as exc:
@@ -63,7 +64,8 @@ def file_error(path: Path, exc: OSError) -> DatabaseError:
     if isinstance(exc, FileNotFoundError):
         return DatabaseError(
             f"cannot create {path}: the directory {directory} does not exist",
-            hint="create it first, or pass another --db",
+            hint="create it first, or use another path",
+            cli_hint="create it first, or pass another --db",
         )
     if isinstance(exc, PermissionError):
         return DatabaseError(
@@ -231,7 +233,8 @@ class WriterLock:
                 raise DatabaseLockedError(
                     f"another replica process (pid {holder}) is already writing to "
                     f"{str(self.path)[: -len('.lock')]}",
-                    hint="stop it first, or sync into another file with --db",
+                    hint="stop it first, or sync into another file",
+                    cli_hint="stop it first, or sync into another file with --db",
                 ) from None
             # The previous holder removes the file when it lets go; if we locked a file that
             # was just removed, someone else may hold the new one: start over.

@@ -42,7 +42,9 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
     path = Path(path)
     if not path.exists():
         raise DatabaseError(
-            f"database {path} does not exist", hint="run replica sync first, or pass --db"
+            f"database {path} does not exist",
+            hint="sync it first (replica sync, or Replica.sync), or check the path",
+            cli_hint="run replica sync first, or pass --db",
         )
     conn = connect(path, readonly=True)
     conn.execute("PRAGMA query_only = 1")

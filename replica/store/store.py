@@ -86,7 +86,8 @@ class Store:
             if self.path.exists() and not os.access(self.path, os.R_OK | os.W_OK):
                 raise DatabaseError(
                     f"database {self.path} is read-only for this user",
-                    hint="sync as the user that owns it, or into another --db",
+                    hint="sync as the user that owns it, or into another file",
+                    cli_hint="sync as the user that owns it, or into another --db",
                 )
             self.conn = connect(self.path)
             migrate(self.conn)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
+
+import pytest
 
 import replica
 
@@ -30,3 +33,21 @@ def test_every_exported_name_has_a_docstring() -> None:
         if name == "__version__":
             continue
         assert inspect.getdoc(value), f"replica.{name} has no docstring"
+
+
+def test_a_replica_in_a_missing_directory_is_refused(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "x.db"
+    with pytest.raises(replica.ReplicaError) as raised:
+        replica.Replica(missing)
+    message = str(raised.value)
+    assert f"the directory {missing.parent} does not exist" in message
+    assert "--db" not in message  # worded for Python, not for the command line
+    assert not missing.parent.exists()
+
+
+def test_python_errors_name_python_parameters(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("TRIGGER_SECRET_KEY", "TRIGGER_ACCESS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(replica.ReplicaError) as raised:
+        replica.tag("user:1")
+    assert "token=" in str(raised.value) and "--token-file" not in str(raised.value)
