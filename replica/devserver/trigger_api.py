@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -231,9 +231,3 @@ async def realtime_batch(request: Request) -> Response:
         f'"batchId"={_sql_string(str(batch["id"]))}'
     )
     return await _proxy(request, principal, where)
-
-
-def parse_tags(value: Any) -> Sequence[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
