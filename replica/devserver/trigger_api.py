@@ -21,7 +21,8 @@ from replica.devserver.auth import FORBIDDEN_BODY, AuthError, Principal
 from replica.devserver.electric_api import ShapeQuery, build_definition, serve_shape
 from replica.devserver.responses import TRIGGER_EXPOSED, RequestRefused, json_response
 from replica.devserver.run_data import parse_duration
-from replica.devserver.runs import RunError
+from replica.devserver.runs import RunError, RunService
+from replica.devserver.tables import Row
 from replica.devserver.taskrun import ELECTRIC_COLUMNS, NEVER_SKIPPED
 
 if TYPE_CHECKING:
@@ -68,6 +69,15 @@ def not_found(request: Request, *, should_retry: bool = False) -> RequestRefused
 
 def run_error(request: Request, exc: RunError) -> RequestRefused:
     return refusal(request, exc.status, {"error": str(exc)})
+
+
+def run_resources(run: Row) -> list[tuple[str, str | None]]:
+    """What a scope may name to reach `run`: the run itself, its task and its tags."""
+    resources: list[tuple[str, str | None]] = [
+        ("runs", run["friendlyId"]),
+        ("tasks", run["taskIdentifier"]),
+    ]
+    return resources + [("tags", t) for t in RunService.tags_of(run)]
 
 
 async def options_endpoint(request: Request) -> Response:
@@ -158,11 +168,7 @@ async def realtime_run(request: Request) -> Response:
     run = emu.runs.get(request.path_params["run_id"])
     if run is None or run["runtimeEnvironmentId"] != emu.environment_id:
         raise not_found(request)
-    resources: list[tuple[str, str | None]] = [
-        ("runs", run["friendlyId"]),
-        ("tasks", run["taskIdentifier"]),
-    ]
-    resources += [("tags", t) for t in emu.runs.tags_of(run)]
+    resources = run_resources(run)
     if run.get("batchId"):
         resources.append(("batch", "batch_" + str(run["batchId"])))
     if not principal.can("read", resources):

@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from replica.devserver.auth import Principal, public_token
 from replica.devserver.runs import RunError
+from replica.devserver.tables import Row
 from replica.devserver.trigger_api import (
     authenticate,
     forbidden,
@@ -20,6 +21,7 @@ from replica.devserver.trigger_api import (
     not_found,
     refusal,
     run_error,
+    run_resources,
     trigger_cors,
 )
 
@@ -163,19 +165,26 @@ async def stream_batch_items(request: Request) -> Response:
     return json_response(body, 200, trigger_cors(request))
 
 
-async def update_metadata(request: Request) -> Response:
-    """`PUT /api/v1/runs/{runId}/metadata` with `{metadata?, operations?}`."""
-    emu: Emulator = request.app.state.emulator
+def _writable_run(request: Request, emu: Emulator) -> Row:
+    """The run named by the path, if the caller may write to it (else 401, 404 or 403)."""
     principal = authenticate(request)
-    run_id = request.path_params["run_id"]
-    run = emu.runs.get(run_id)
+    run = emu.runs.get(request.path_params["run_id"])
     if run is None:
         raise not_found(request)
     if not principal.can("write", [("runs", run["friendlyId"])]):
         raise forbidden(request)
+    return run
+
+
+async def update_metadata(request: Request) -> Response:
+    """`PUT /api/v1/runs/{runId}/metadata` with `{metadata?, operations?}`."""
+    emu: Emulator = request.app.state.emulator
+    run = _writable_run(request, emu)
     body = await _json_body(request)
     try:
-        metadata = emu.runs.set_metadata(run_id, body.get("metadata"), body.get("operations"))
+        metadata = emu.runs.set_metadata(
+            run["friendlyId"], body.get("metadata"), body.get("operations")
+        )
     except RunError as exc:
         raise run_error(request, exc) from exc
     return json_response({"metadata": metadata}, 200, trigger_cors(request))
@@ -184,12 +193,7 @@ async def update_metadata(request: Request) -> Response:
 async def cancel_run(request: Request) -> Response:
     """`POST /api/v2/runs/{runId}/cancel`."""
     emu: Emulator = request.app.state.emulator
-    principal = authenticate(request)
-    run = emu.runs.get(request.path_params["run_id"])
-    if run is None:
-        raise not_found(request)
-    if not principal.can("write", [("runs", run["friendlyId"])]):
-        raise forbidden(request)
+    run = _writable_run(request, emu)
     try:
         emu.runs.cancel(run["friendlyId"])
     except RunError as exc:
@@ -235,12 +239,7 @@ async def run_packet_url(request: Request) -> Response:
     field = request.path_params["field"]
     if run is None or field not in ("payload", "output"):
         raise not_found(request)
-    resources: list[tuple[str, str | None]] = [
-        ("runs", run["friendlyId"]),
-        ("tasks", run["taskIdentifier"]),
-    ]
-    resources += [("tags", t) for t in emu.runs.tags_of(run)]
-    if not principal.can("read", resources):
+    if not principal.can("read", run_resources(run)):
         raise forbidden(request)
     if run.get(f"{field}Type") != "application/store" or not run.get(field):
         raise not_found(request)
