@@ -18,10 +18,11 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from replica.devserver.auth import FORBIDDEN_BODY, AuthError, Principal
-from replica.devserver.electric_api import ShapeQuery, build_definition, serve_shape
+from replica.devserver.electric_api import serve_shape
 from replica.devserver.responses import TRIGGER_EXPOSED, RequestRefused, json_response
 from replica.devserver.run_data import parse_duration
 from replica.devserver.runs import RunError, RunService
+from replica.devserver.shape_params import ShapeQuery, ShapeRequestError, build_definition
 from replica.devserver.tables import Row
 from replica.devserver.taskrun import ELECTRIC_COLUMNS, NEVER_SKIPPED
 
@@ -123,10 +124,12 @@ async def _proxy(
     q.params = {}
     q.columns = _columns(principal, request)
     q.secret = emu.config.electric_secret
-    definition = build_definition(emu, q)
-    if isinstance(definition, dict):
-        log.error("realtime where clause refused: %s (%s)", definition, where)
-        raise refusal(request, 500, {"error": "Internal Server Error"})
+    try:
+        definition = build_definition(emu, q)
+    except ShapeRequestError as exc:
+        # The clause is ours, not the caller's: a refusal is the emulator's bug, hence 500.
+        log.error("realtime where clause refused: %s (%s)", exc.errors, where)
+        raise refusal(request, 500, {"error": "Internal Server Error"}) from exc
     live = q.live and bool(q.handle)
     if live:
         if emu.live_requests >= emu.config.live_concurrency_limit:
