@@ -36,9 +36,9 @@ CACHE_409_NO_HANDLE = "public, max-age=1, must-revalidate"
 class RequestRefused(Exception):
     """Answer the request with `response` (an error) instead of going on with the handler.
 
-    Raised by the helpers of a route (authentication, body parsing, lookups, permission
-    checks) so that handlers need not check what every helper returns;
-    `answer_refused_request`, registered on the app, turns it into the reply.
+    Raised by a handler or by any helper it calls (authentication, body parsing, lookups,
+    permission checks), so that no caller has to check whether a helper returned a value
+    or an error; `answer_refused_request`, registered on the app, turns it into the reply.
     """
 
     def __init__(self, response: Response) -> None:
@@ -48,6 +48,7 @@ class RequestRefused(Exception):
 
 async def answer_refused_request(request: Request, exc: Exception) -> Response:
     """The app's exception handler for `RequestRefused`: the response it carries, as is."""
+    # Starlette types every exception handler as taking an Exception; only this one comes.
     assert isinstance(exc, RequestRefused)
     return exc.response
 
