@@ -21,6 +21,7 @@ from replica.devserver.tables import TableError
 if TYPE_CHECKING:
     from replica.devserver.emulator import Emulator
 
+#: An admin route: the request, the emulator and the JSON body in, a JSON-able value out.
 Handler = Callable[[Request, "Emulator", dict[str, Any]], Awaitable[Any]]
 
 
@@ -30,10 +31,9 @@ def _admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
         emu: Emulator = request.app.state.emulator
         try:
-            principal = emu.auth.authenticate(request.headers.get("authorization"), allow_jwt=False)
+            emu.auth.authenticate(request.headers.get("authorization"), allow_jwt=False)
         except AuthError as exc:
             return json_response(exc.body, exc.status)
-        del principal
         raw = await request.body()
         try:
             body = orjson.loads(raw) if raw else {}
@@ -47,8 +47,6 @@ def _admin(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             return json_response({"error": str(exc)}, exc.status)
         except (TableError, FaultSpecError, ValueError, KeyError, TypeError) as exc:
             return json_response({"error": str(exc)}, 400)
-        if isinstance(result, Response):
-            return result
         return json_response(result)
 
     return endpoint

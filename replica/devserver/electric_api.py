@@ -32,7 +32,12 @@ from replica.devserver.responses import (
     electric_error,
     invalid_request,
 )
-from replica.devserver.shape_params import ShapeQuery, build_definition, validate_query
+from replica.devserver.shape_params import (
+    ShapeQuery,
+    ShapeRequestError,
+    build_definition,
+    validate_query,
+)
 from replica.devserver.shapes import Shape, ShapeDefinition
 from replica.protocol.deadline import within
 
@@ -123,10 +128,10 @@ async def serve_shape(
     if errors:
         return invalid_request(errors, q.origin)
     if definition is None:
-        built = build_definition(emu, q)
-        if isinstance(built, dict):
-            return invalid_request(built, q.origin)
-        definition = built
+        try:
+            definition = build_definition(emu, q)
+        except ShapeRequestError as exc:
+            return invalid_request(exc.errors, q.origin)
     registry = emu.registry
     offset_text = q.offset or "-1"
 

@@ -1,4 +1,5 @@
-"""Response helpers shared by the emulator's routes: JSON bodies, CORS, Electric headers."""
+"""Response helpers shared by the emulator's routes: JSON bodies, CORS, Electric headers, and
+`RequestRefused`, the error a helper raises to answer a request with an error response."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import orjson
+from starlette.requests import Request
 from starlette.responses import Response
 
 from replica._version import __version__
@@ -29,6 +31,26 @@ CACHE_LIVE_SSE = "public, max-age=59"
 CACHE_OTHER = "public, max-age=60, stale-while-revalidate=300"
 CACHE_409_HANDLE = "public, max-age=60, must-revalidate"
 CACHE_409_NO_HANDLE = "public, max-age=1, must-revalidate"
+
+
+class RequestRefused(Exception):
+    """Answer the request with `response` (an error) instead of going on with the handler.
+
+    Raised by a handler or by any helper it calls (authentication, body parsing, lookups,
+    permission checks), so that no caller has to check whether a helper returned a value
+    or an error; `answer_refused_request`, registered on the app, turns it into the reply.
+    """
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(f"HTTP {response.status_code}")
+        self.response = response
+
+
+async def answer_refused_request(request: Request, exc: Exception) -> Response:
+    """The app's exception handler for `RequestRefused`: the response it carries, as is."""
+    # Starlette types every exception handler as taking an Exception; only this one comes.
+    assert isinstance(exc, RequestRefused)
+    return exc.response
 
 
 def json_response(

@@ -106,21 +106,29 @@ def validate_query(q: ShapeQuery) -> dict[str, list[str]]:
     return errors
 
 
-def build_definition(emu: Emulator, q: ShapeQuery) -> ShapeDefinition | dict[str, list[str]]:
-    """The shape definition a query asks for, or the errors that refuse it."""
+class ShapeRequestError(ValueError):
+    """The query names no shape the emulator can serve: Electric's errors, field -> messages."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__(errors)
+        self.errors = errors
+
+
+def build_definition(emu: Emulator, q: ShapeQuery) -> ShapeDefinition:
+    """The shape definition a query asks for (ShapeRequestError with the reasons if none)."""
     if not q.table:
-        return {"table": ["can't be blank"]}
+        raise ShapeRequestError({"table": ["can't be blank"]})
     try:
         table = emu.db.table(q.table)
     except TableError as exc:
-        return {"table": [str(exc)]}
+        raise ShapeRequestError({"table": [str(exc)]}) from exc
     errors: dict[str, list[str]] = {}
     selected = tuple(table.columns)
     if q.columns is not None:
         try:
             names = parse_columns(q.columns)
         except ValueError as exc:
-            return {"columns": [str(exc)]}
+            raise ShapeRequestError({"columns": [str(exc)]}) from exc
         unknown = [n for n in names if n not in table.columns]
         missing = [k for k in table.primary_key if k not in names]
         if unknown:
@@ -144,7 +152,7 @@ def build_definition(emu: Emulator, q: ShapeQuery) -> ShapeDefinition | dict[str
     elif q.params:
         params = ()
     if errors:
-        return errors
+        raise ShapeRequestError(errors)
     return ShapeDefinition(
         table=table,
         columns=selected,

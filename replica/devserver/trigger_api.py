@@ -11,17 +11,19 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
 from replica.devserver.auth import FORBIDDEN_BODY, AuthError, Principal
-from replica.devserver.electric_api import ShapeQuery, build_definition, serve_shape
-from replica.devserver.responses import TRIGGER_EXPOSED, json_response
+from replica.devserver.electric_api import serve_shape
+from replica.devserver.responses import TRIGGER_EXPOSED, RequestRefused, json_response
 from replica.devserver.run_data import parse_duration
-from replica.devserver.runs import RunError
+from replica.devserver.runs import RunError, RunService
+from replica.devserver.shape_params import ShapeQuery, ShapeRequestError, build_definition
+from replica.devserver.tables import Row
 from replica.devserver.taskrun import ELECTRIC_COLUMNS, NEVER_SKIPPED
 
 if TYPE_CHECKING:
@@ -42,26 +44,41 @@ def trigger_cors(request: Request) -> dict[str, str]:
     }
 
 
-def error(request: Request, status: int, body: Any, **headers: str) -> Response:
-    return json_response(body, status, {**trigger_cors(request), **headers})
+def refusal(request: Request, status: int, body: Any, **headers: str) -> RequestRefused:
+    """A Trigger.dev error reply (JSON body, CORS headers), to raise."""
+    return RequestRefused(json_response(body, status, {**trigger_cors(request), **headers}))
 
 
-def authenticate(request: Request, *, allow_jwt: bool = True) -> Principal | Response:
+def authenticate(request: Request, *, allow_jwt: bool = True) -> Principal:
+    """The caller of a Trigger.dev route; a 401 is raised as `RequestRefused`."""
     emu: Emulator = request.app.state.emulator
     try:
         return emu.auth.authenticate(request.headers.get("authorization"), allow_jwt=allow_jwt)
     except AuthError as exc:
-        return error(request, exc.status, exc.body)
+        raise refusal(request, exc.status, exc.body) from exc
 
 
-def forbidden(request: Request) -> Response:
-    return error(request, 403, FORBIDDEN_BODY)
+def forbidden(request: Request) -> RequestRefused:
+    return refusal(request, 403, FORBIDDEN_BODY)
 
 
-def not_found(request: Request, *, should_retry: bool = False) -> Response:
-    return error(
+def not_found(request: Request, *, should_retry: bool = False) -> RequestRefused:
+    return refusal(
         request, 404, {"error": "Not found"}, **{"x-should-retry": str(should_retry).lower()}
     )
+
+
+def run_error(request: Request, exc: RunError) -> RequestRefused:
+    return refusal(request, exc.status, {"error": str(exc)})
+
+
+def run_resources(run: Row) -> list[tuple[str, str | None]]:
+    """What a scope may name to reach `run`: the run itself, its task and its tags."""
+    resources: list[tuple[str, str | None]] = [
+        ("runs", run["friendlyId"]),
+        ("tasks", run["taskIdentifier"]),
+    ]
+    return resources + [("tags", t) for t in RunService.tags_of(run)]
 
 
 async def options_endpoint(request: Request) -> Response:
@@ -107,14 +124,16 @@ async def _proxy(
     q.params = {}
     q.columns = _columns(principal, request)
     q.secret = emu.config.electric_secret
-    definition = build_definition(emu, q)
-    if isinstance(definition, dict):
-        log.error("realtime where clause refused: %s (%s)", definition, where)
-        return error(request, 500, {"error": "Internal Server Error"})
+    try:
+        definition = build_definition(emu, q)
+    except ShapeRequestError as exc:
+        # The clause is ours, not the caller's: a refusal is the emulator's bug, hence 500.
+        log.error("realtime where clause refused: %s (%s)", exc.errors, where)
+        raise refusal(request, 500, {"error": "Internal Server Error"}) from exc
     live = q.live and bool(q.handle)
     if live:
         if emu.live_requests >= emu.config.live_concurrency_limit:
-            return error(request, 429, {"error": "Too many concurrent requests"})
+            raise refusal(request, 429, {"error": "Too many concurrent requests"})
         emu.live_requests += 1
     try:
         response = await serve_shape(emu, q, definition)
@@ -145,31 +164,18 @@ def _rewrite(request: Request, response: Response, legacy: bool) -> Response:
     return Response(body, response.status_code, headers)
 
 
-def _realtime_guard(request: Request) -> tuple[Emulator, Principal] | Response:
-    principal = authenticate(request)
-    if isinstance(principal, Response):
-        return principal
-    return request.app.state.emulator, principal
-
-
 async def realtime_run(request: Request) -> Response:
     """`GET /realtime/v1/runs/{runId}`: one run."""
-    guard = _realtime_guard(request)
-    if isinstance(guard, Response):
-        return guard
-    emu, principal = guard
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
     run = emu.runs.get(request.path_params["run_id"])
     if run is None or run["runtimeEnvironmentId"] != emu.environment_id:
-        return not_found(request)
-    resources: list[tuple[str, str | None]] = [
-        ("runs", run["friendlyId"]),
-        ("tasks", run["taskIdentifier"]),
-    ]
-    resources += [("tags", t) for t in emu.runs.tags_of(run)]
+        raise not_found(request)
+    resources = run_resources(run)
     if run.get("batchId"):
         resources.append(("batch", "batch_" + str(run["batchId"])))
     if not principal.can("read", resources):
-        return forbidden(request)
+        raise forbidden(request)
     return await _proxy(request, principal, f'"id"={_sql_string(str(run["id"]))}')
 
 
@@ -190,20 +196,18 @@ def _created_at_floor(emu: Emulator, raw: str | None) -> dt.datetime | None:
 
 async def realtime_runs(request: Request) -> Response:
     """`GET /realtime/v1/runs?tags=a,b&createdAt=1h`: runs with all the tags, in a window."""
-    guard = _realtime_guard(request)
-    if isinstance(guard, Response):
-        return guard
-    emu, principal = guard
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
     raw_tags = request.query_params.get("tags")
     tags = [t.strip() for t in raw_tags.split(",")] if raw_tags is not None else []
     bad = [t for t in tags if not t or _UNSAFE_TAG.search(t)]
     if bad:
         details = [{"path": ["tags"], "message": f"Invalid tag: {t!r}"} for t in bad]
-        return error(request, 400, {"error": "Query Error", "details": details})
+        raise refusal(request, 400, {"error": "Query Error", "details": details})
     resources: list[tuple[str, str | None]] = [("runs", None), ("tags", None)]
     resources += [("tags", t) for t in tags]
     if not principal.can("read", resources):
-        return forbidden(request)
+        raise forbidden(request)
     handle = request.query_params.get("handle") or request.query_params.get("shape_id")
     floor = emu.created_at_by_handle.get(handle) if handle else None
     if floor is None:
@@ -224,27 +228,15 @@ async def realtime_runs(request: Request) -> Response:
 
 async def realtime_batch(request: Request) -> Response:
     """`GET /realtime/v1/batches/{batchId}`: the runs of a batch."""
-    guard = _realtime_guard(request)
-    if isinstance(guard, Response):
-        return guard
-    emu, principal = guard
+    emu: Emulator = request.app.state.emulator
+    principal = authenticate(request)
     batch = emu.runs.get_batch(request.path_params["batch_id"])
     if batch is None:
-        return not_found(request, should_retry=True)
+        raise not_found(request, should_retry=True)
     if not principal.can("read", [("batch", batch["friendlyId"]), ("runs", None)]):
-        return forbidden(request)
+        raise forbidden(request)
     where = (
         f'"runtimeEnvironmentId"={_sql_string(emu.environment_id)} AND '
         f'"batchId"={_sql_string(str(batch["id"]))}'
     )
     return await _proxy(request, principal, where)
-
-
-def run_error(request: Request, exc: RunError) -> Response:
-    return error(request, exc.status, {"error": str(exc)})
-
-
-def parse_tags(value: Any) -> Sequence[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)

@@ -206,6 +206,26 @@ def test_jwt_claims_need_the_secret_key(devserver: DevServer, client: httpx.Clie
     assert r.status_code == 401
 
 
+def test_refusals_raised_in_helpers_are_answered_with_json_and_cors(
+    devserver: DevServer, client: httpx.Client
+) -> None:
+    # Authentication and body parsing refuse from inside helpers; the app's one exception
+    # handler must still answer like Trigger.dev: the JSON error, CORS for the caller's origin.
+    origin = {"origin": "http://localhost:5173"}
+    cases = [
+        ({}, b"{}", 401, {"error": "Invalid or Missing API key"}),
+        (auth(devserver), b"{not json", 400, {"error": "Invalid JSON body"}),
+        (auth(devserver), b"[1]", 400, {"error": "Request body must be a JSON object"}),
+    ]
+    for h, body, status, error in cases:
+        r = client.post("/api/v1/tasks/t/trigger", content=body, headers={**h, **origin})
+        assert (r.status_code, r.json()) == (status, error)
+        assert r.headers["content-type"] == "application/json"
+        assert r.headers["access-control-allow-origin"] == "http://localhost:5173"
+        assert "x-trigger-jwt" in r.headers["access-control-expose-headers"].split(",")
+    assert devserver.runs() == []
+
+
 def test_run_lives_fill_timestamps_and_durations(devserver: DevServer) -> None:
     run_id = devserver.trigger("t", {})
     started = devserver.start_run(run_id)
