@@ -12,8 +12,9 @@ import contextlib
 import functools
 import logging
 import os
+import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -285,7 +286,8 @@ class Replica:
 
     def listen(self, *, timeout: float | None = None) -> None:
         """Deliver changes to the registered callbacks until `stop()`, Ctrl-C or `timeout`
-        seconds. Blocks; synchronous callbacks run on this thread."""
+        seconds (Ctrl-C lets the callback in progress finish, then returns). Blocks;
+        synchronous callbacks run on this thread."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -295,14 +297,16 @@ class Replica:
                 "listen() blocks and cannot run inside an event loop",
                 hint="use await db.alisten()",
             )
-        asyncio.run(self._listen(inline=True, timeout=timeout))
+        asyncio.run(self._listen(inline=True, timeout=timeout, until_interrupted=True))
 
     async def alisten(self, *, timeout: float | None = None) -> None:
         """`listen()` for async code: runs until `stop()`, cancellation or `timeout`.
         Synchronous callbacks run in the loop's default executor."""
         await self._listen(inline=False, timeout=timeout)
 
-    async def _listen(self, *, inline: bool, timeout: float | None) -> None:
+    async def _listen(
+        self, *, inline: bool, timeout: float | None, until_interrupted: bool = False
+    ) -> None:
         if self._closed:
             raise ReplicaError(f"{self!r} is closed")
         if not self._subscriptions:
@@ -318,7 +322,8 @@ class Replica:
         with self._lock:
             self._dispatchers.add(dispatcher)
         try:
-            await dispatcher.run(timeout=timeout)
+            with _ended_by_ctrl_c(dispatcher.stop, until_interrupted):
+                await dispatcher.run(timeout=timeout)
         finally:
             with self._lock:
                 self._dispatchers.discard(dispatcher)
@@ -352,7 +357,14 @@ class Replica:
         their Electric rows are deleted), unless `keep_others`.
         """
         return asyncio.run(
-            self.async_sync(*feeds, once=once, verify=verify, keep_others=keep_others)
+            self._sync(
+                feeds,
+                once=once,
+                verify=verify,
+                keep_others=keep_others,
+                client=None,
+                until_interrupted=True,
+            )
         )
 
     async def async_sync(
@@ -365,6 +377,20 @@ class Replica:
     ) -> bool:
         """`sync()` for async code: runs until up to date (`once`), `stop_sync()` or
         cancellation. `client` lets you share an httpx client (TLS settings, proxies)."""
+        return await self._sync(
+            feeds, once=once, verify=verify, keep_others=keep_others, client=client
+        )
+
+    async def _sync(
+        self,
+        feeds: Sequence[Feed],
+        *,
+        once: bool,
+        verify: bool,
+        keep_others: bool,
+        client: httpx.AsyncClient | None,
+        until_interrupted: bool = False,
+    ) -> bool:
         if self._closed:
             raise ReplicaError(f"{self!r} is closed")
         if not feeds:
@@ -381,7 +407,8 @@ class Replica:
             with self._lock:
                 self._engines.add((engine, loop))
             try:
-                return await engine.run(sources, keep_others=keep_others)
+                with _ended_by_ctrl_c(engine.stop, until_interrupted):
+                    return await engine.run(sources, keep_others=keep_others)
             finally:
                 with self._lock:
                     self._engines.discard((engine, loop))
@@ -471,6 +498,26 @@ class Replica:
         return run_streams.subscribe_to_batch(  # type: ignore[return-value]
             self.path, self._signal, batch_id, model=run_model(model, payload_model, output_model)
         )
+
+
+@contextlib.contextmanager
+def _ended_by_ctrl_c(stop: Callable[[], None], wanted: bool) -> Iterator[None]:
+    """While inside, Ctrl-C (SIGINT) calls `stop` (a clean end: the current callback or
+    write finishes) instead of raising KeyboardInterrupt through the event loop. Only for
+    the blocking calls on the main thread, which own the loop; elsewhere nothing changes."""
+    loop = asyncio.get_running_loop()
+    if not wanted or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    try:
+        loop.add_signal_handler(signal.SIGINT, stop)
+    except (NotImplementedError, RuntimeError):  # no loop signal handlers (Windows)
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 __all__ = ["QueryRefusedError", "Replica"]
