@@ -85,7 +85,7 @@ def role_in_process(db_path: str, api_url: str, token: str, tag: str) -> None:
 
     import replica
     from replica.engine import Engine
-    from replica.sources.subscriptions import trigger_sources
+    from replica.sources.subscriptions import sources_for
     from replica.store import Store
 
     async def main() -> None:
@@ -100,7 +100,8 @@ def role_in_process(db_path: str, api_url: str, token: str, tag: str) -> None:
                 print(json.dumps({"ready": True}), flush=True)
 
         async with httpx.AsyncClient(timeout=60) as client:
-            sources = trigger_sources(client, token=token, api_url=api_url, tags=[tag])
+            feed = replica.tag(tag, token=token, api_url=api_url)
+            sources = sources_for([feed], client)
             with Store(db_path) as store:
                 engine = Engine(store, client, on_commit=db.notify_committed)
                 loop = asyncio.get_running_loop()

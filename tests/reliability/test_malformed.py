@@ -29,9 +29,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import replica
 from replica.engine import Engine
 from replica.protocol.backoff import Backoff
-from replica.sources.subscriptions import electric_source
+from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from tests.support.scripted_server import (
     Reply,
@@ -142,7 +143,7 @@ async def follow_until_settled(db: Path, server: Server) -> tuple[dict[str, Any]
     before: dict[str, Any] = {}
     server.before_bad = lambda: before.update(state(db))
     async with ScriptedServer(server) as upstream, httpx.AsyncClient() as client:
-        source = electric_source(upstream.url, "items")
+        (source,) = sources_for([replica.electric(upstream.url, "items")], client)
         with Store(db) as store:
             engine = Engine(store, client, retry=Backoff(initial=0.05, maximum=0.1))
             task = asyncio.create_task(engine.run([source], until_stopped=True))
