@@ -8,6 +8,7 @@ the Python API its parameters.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -227,3 +228,13 @@ class QueryRefusedError(DatabaseError):
     """A query tried to change the replica or reach outside it."""
 
     hint = "queries are read-only: query the replica, do not change it"
+
+
+class ReadOnlyViewError(QueryRefusedError, sqlite3.OperationalError):
+    """A write through the read-only sqlite-utils view (`Replica.sqlite_utils()`) was
+    refused. It is also the `sqlite3.OperationalError` that sqlite-utils code expects."""
+
+    hint = (
+        "the view only reads: replica sync is the replica's one writer, and a write around "
+        "it would bypass its change log, shape membership and positions"
+    )
