@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from replica.store import Store
-from tests.notify.helpers import Writer, run
+from tests.support.replicas import sample_replica
 
 PAGE = Path(__file__).resolve().parent.parent / "docs" / "exploring.md"
 
@@ -32,13 +31,7 @@ def contents(db: Path) -> list[str]:
 
 @pytest.fixture
 def replica_db(tmp_path: Path) -> Path:
-    db = tmp_path / "replica.db"
-    with Store(db) as store:
-        Writer(store).commit(
-            run(1, payload='{"to": "ada@example.com"}', status="COMPLETED"),
-            run(2, status="FAILED", error='{"message": "boom"}'),
-        )
-    return db
+    return sample_replica(tmp_path / "replica.db")
 
 
 def test_the_shell_examples_run_and_change_nothing(replica_db: Path) -> None:

@@ -17,18 +17,12 @@ import sqlite_utils
 import replica
 from replica.store import Store
 from tests.notify.helpers import Writer, run
+from tests.support.replicas import sample_replica
 
 
 @pytest.fixture
 def path(tmp_path: Path) -> Path:
-    path = tmp_path / "replica.db"
-    with Store(path) as store:
-        Writer(store).commit(
-            run(1, payload='{"to": "ada@example.com"}', status="COMPLETED"),
-            run(2, status="FAILED", tags='["user:1"]'),
-            run(3, task_identifier="résumé"),
-        )
-    return path
+    return sample_replica(tmp_path / "replica.db")
 
 
 @pytest.fixture

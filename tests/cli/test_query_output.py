@@ -12,61 +12,46 @@ import pytest
 from sqlite_utils.cli import maybe_json as sqlite_utils_maybe_json
 
 from replica.commands.query import maybe_json
-from replica.store import Store
-from replica.tables import RowChange
 from tests.cli.conftest import one_error_line
+from tests.notify.helpers import run
+from tests.support.replicas import replica_with
 
 SQL = "select id, task_identifier, status, payload, tags, number, cost_in_cents from runs"
-
-
-def insert(n: int, **values: object) -> RowChange:
-    stamp = f"2026-01-01T00:00:0{n}.000Z"
-    return RowChange(
-        "insert",
-        f"int_{n}",
-        {"id": f"run_{n}", "created_at": stamp, "updated_at": stamp, **values},
-    )
 
 
 @pytest.fixture(scope="module")
 def replica_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A replica written through the store, as `replica sync` writes it."""
-    db = tmp_path_factory.mktemp("query") / "replica.db"
-    with Store(db) as store:
-        shape = store.register_shape("tag:a", kind="tag", target="runs").id
-        runs = [
-            insert(
-                1,
-                task_identifier="send-email",
-                status="COMPLETED",
-                payload='{"to": "ada@example.com"}',
-                tags='["user:1","org:é"]',
-                number=1,
-                cost_in_cents=1.5,
-            ),
-            insert(
-                2,
-                task_identifier="résumé ✓",
-                status="FAILED",
-                payload=None,
-                tags="[]",
-                number=2,
-                cost_in_cents=None,
-            ),
-            insert(
-                3,
-                task_identifier='say "hi", then go',
-                status="QUEUED",
-                payload='"just text"',  # a JSON string: not an object or array
-                tags='["a"]',
-                number=None,
-                cost_in_cents=0.1,
-            ),
-        ]
-        store.apply(
-            shape, runs, position={"handle": "h", "offset": "1_0", "cursor": None}, up_to_date=True
-        )
-    return db
+    return replica_with(
+        tmp_path_factory.mktemp("query") / "replica.db",
+        run(
+            1,
+            task_identifier="send-email",
+            status="COMPLETED",
+            payload='{"to": "ada@example.com"}',
+            tags='["user:1","org:é"]',
+            number=1,
+            cost_in_cents=1.5,
+        ),
+        run(
+            2,
+            task_identifier="résumé ✓",
+            status="FAILED",
+            payload=None,
+            tags="[]",
+            number=2,
+            cost_in_cents=None,
+        ),
+        run(
+            3,
+            task_identifier='say "hi", then go',
+            status="QUEUED",
+            payload='"just text"',  # a JSON string: not an object or array
+            tags='["a"]',
+            number=None,
+            cost_in_cents=0.1,
+        ),
+    )
 
 
 def query(db: Path, sql: str, *flags: str) -> subprocess.CompletedProcess[str]:
