@@ -34,6 +34,14 @@ class ReplicaError(Exception):
             self.hint = hint
             self.cli_hint = cli_hint
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Advice of its own replaces the parent's on the command line too: without this,
+        # QueryRefusedError's "queries are read-only" would print as DatabaseError's
+        # "check the --db path".
+        if "hint" in cls.__dict__ and "cli_hint" not in cls.__dict__:
+            cls.cli_hint = None
+
     @property
     def advice(self) -> str:
         """The hint, worded for the interface in use (see `speaks_cli`)."""
