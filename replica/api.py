@@ -16,7 +16,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
@@ -37,6 +37,9 @@ from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from replica.store.database import connect, migrate
 from replica.store.readonly import open_readonly, run_query
+
+if TYPE_CHECKING:
+    import sqlite_utils
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +147,14 @@ class Replica:
         chosen = run_model(model, payload_model, output_model)
         sql, params = select_runs(tag, status, task, limit, include_detached=include_detached)
         return [chosen.from_row(row) for row in self.query(sql, params)]  # type: ignore[misc]
+
+    def sqlite_utils(self) -> sqlite_utils.Database:
+        """A read-only `sqlite_utils.Database` on this replica, with its own connection:
+        sqlite-utils' Python API for reading. A write through it raises `QueryRefusedError`
+        (also a `sqlite3.OperationalError`). Close it with `close()` or a `with` block."""
+        from replica.sqlite_utils_view import ReadOnlyDatabase  # sqlite-utils on first use
+
+        return ReadOnlyDatabase(self.path)
 
     # Async twins of the reads, for event loops (web apps): the same call on a worker
     # thread, so a large result never stalls the loop. Reads share one connection and run

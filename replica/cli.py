@@ -23,7 +23,7 @@ COMMANDS = {
     "demo": "replica.commands.demo:demo",
     "dev-server": "replica.devserver.command:dev_server",
     "forget": "replica.commands.reset:forget",
-    "query": "replica.commands.inspect:query",
+    "query": "replica.commands.query:query",
     "reset": "replica.commands.reset:reset",
     "status": "replica.commands.inspect:status",
     "sync": "replica.commands.sync:sync",

@@ -8,6 +8,7 @@ the Python API its parameters.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
@@ -32,6 +33,14 @@ class ReplicaError(Exception):
         if hint is not None:
             self.hint = hint
             self.cli_hint = cli_hint
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # Advice of its own replaces the parent's on the command line too: without this,
+        # QueryRefusedError's "queries are read-only" would print as DatabaseError's
+        # "check the --db path".
+        if "hint" in cls.__dict__ and "cli_hint" not in cls.__dict__:
+            cls.cli_hint = None
 
     @property
     def advice(self) -> str:
@@ -227,3 +236,13 @@ class QueryRefusedError(DatabaseError):
     """A query tried to change the replica or reach outside it."""
 
     hint = "queries are read-only: query the replica, do not change it"
+
+
+class ReadOnlyViewError(QueryRefusedError, sqlite3.OperationalError):
+    """A write through the read-only sqlite-utils view (`Replica.sqlite_utils()`) was
+    refused. It is also the `sqlite3.OperationalError` that sqlite-utils code expects."""
+
+    hint = (
+        "the view only reads: replica sync is the replica's one writer, and a write around "
+        "it would bypass its change log, shape membership and positions"
+    )

@@ -1,23 +1,16 @@
-"""`replica status` and `replica query`: reading a replica, never writing it."""
+"""`replica status`: the shapes and consumers of a replica, read without writing it."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
 
 import click
 
-from replica.commands.common import (
-    db_option,
-    logging_options,
-    render_csv,
-    render_json,
-    render_table,
-)
+from replica.commands.common import db_option, logging_options, render_json, render_table
 from replica.commands.consumer_status import consumer_entries, consumer_table
 from replica.errors import DatabaseError
 from replica.store.database import WriterLock, schema_version
-from replica.store.readonly import open_readonly, run_query
+from replica.store.readonly import open_readonly
 
 STATUS_COLUMNS = (
     "id",
@@ -67,37 +60,4 @@ def status(db_path: str, as_json: bool) -> None:
         click.echo("\n" + consumer_table(consumers))
 
 
-@click.command()
-@click.argument("sql")
-@db_option
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON array of objects.")
-@click.option("--csv", "as_csv", is_flag=True, help="Print CSV with a header line.")
-@logging_options
-def query(sql: str, db_path: str, as_json: bool, as_csv: bool) -> None:
-    """Run a read-only SQL query against the replica and print the result.
-
-    \b
-    Example:
-      replica query "select status, count(*) from runs group by status"
-    """
-    if as_json and as_csv:
-        raise click.UsageError("choose one of --json and --csv")
-    conn = open_readonly(db_path)
-    columns, rows = run_query(conn, sql)
-    if not columns:
-        return
-    if as_json:
-        click.echo(render_json(columns, [[_jsonable(v) for v in row] for row in rows]))
-    elif as_csv:
-        click.echo(render_csv(columns, rows))
-    else:
-        click.echo(render_table(columns, rows))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.hex()
-    return value
-
-
-__all__ = ["query", "status"]
+__all__ = ["status"]

@@ -1,44 +1,63 @@
 """Read-only access for users' queries: no writes, no ATTACH, no extensions, no pragma writes,
 no transactions.
 
-Used by `replica query` and `Replica.query`: SQLite enforces it (a `mode=ro` connection,
-`query_only`, and an authorizer), so a query cannot change the replica however it is
-written.
+Used by `replica query`, `Replica.query` and the read-only sqlite-utils view: SQLite enforces
+it (a `mode=ro` connection, `query_only`, and an authorizer), so a query cannot change the
+replica however it is written.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from replica.errors import DatabaseError, QueryRefusedError
 from replica.store.database import connect
 
-# Transactions too: a SAVEPOINT or BEGIN left open would pin the shared connection to one
-# snapshot, so every later query (`Replica.query`) would read stale data, and the WAL could
-# not be checkpointed past it.
-_DENIED = {
-    sqlite3.SQLITE_ATTACH,
-    sqlite3.SQLITE_DETACH,
-    sqlite3.SQLITE_TRANSACTION,
-    sqlite3.SQLITE_SAVEPOINT,
-}
+# ATTACH could open (and create) another file read-write.
+_ALWAYS_DENIED = frozenset({sqlite3.SQLITE_ATTACH, sqlite3.SQLITE_DETACH})
+# Transactions too, on a shared connection: a SAVEPOINT or BEGIN left open would pin it to
+# one snapshot, so every later query (`Replica.query`) would read stale data, and the WAL
+# could not be checkpointed past it.
+_TRANSACTIONS = frozenset({sqlite3.SQLITE_TRANSACTION, sqlite3.SQLITE_SAVEPOINT})
+
+# Pragmas whose argument names a table or an index to describe, not a value to set:
+# sqlite-utils reads a table's columns, indexes and foreign keys with them.
+_DESCRIBING_PRAGMAS = frozenset(
+    {
+        "foreign_key_list",
+        "index_info",
+        "index_list",
+        "index_xinfo",
+        "table_info",
+        "table_list",
+        "table_xinfo",
+    }
+)
 
 
-def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
-    if action in _DENIED:
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
-        return sqlite3.SQLITE_DENY
-    if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
-        return sqlite3.SQLITE_DENY  # setting a pragma; reading one is fine
-    return sqlite3.SQLITE_OK
+def _authorizer(denied: frozenset[int]) -> Callable[..., int]:
+    def authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+        if action in denied:
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() == "load_extension":
+            return sqlite3.SQLITE_DENY
+        if action == sqlite3.SQLITE_PRAGMA and arg2 is not None:
+            # Setting a pragma is denied; reading one, or describing a table, is fine.
+            return sqlite3.SQLITE_OK if arg1 in _DESCRIBING_PRAGMAS else sqlite3.SQLITE_DENY
+        return sqlite3.SQLITE_OK
+
+    return authorize
 
 
-def open_readonly(path: str | Path) -> sqlite3.Connection:
-    """A read-only, sandboxed connection to an existing replica database."""
+def open_readonly(path: str | Path, *, transactions: bool = False) -> sqlite3.Connection:
+    """A read-only, sandboxed connection to an existing replica database.
+
+    `transactions=True` lets BEGIN and SAVEPOINT through (sqlite-utils reads inside a
+    savepoint); only for a connection that one caller owns, never a shared one.
+    """
     path = Path(path)
     if not path.exists():
         raise DatabaseError(
@@ -48,7 +67,9 @@ def open_readonly(path: str | Path) -> sqlite3.Connection:
         )
     conn = connect(path, readonly=True)
     conn.execute("PRAGMA query_only = 1")
-    conn.set_authorizer(_authorize)
+    conn.set_authorizer(
+        _authorizer(_ALWAYS_DENIED if transactions else _ALWAYS_DENIED | _TRANSACTIONS)
+    )
     return conn
 
 

@@ -160,7 +160,7 @@ def test_query_prints_tables_json_and_csv_and_refuses_writes(replica_cli: Replic
         (("sync", "--replica", "partial", "--electric", "http://x", "--table", "t"), "partial"),
         (("sync", "--electric", "http://x/v1/shape?secret=s", "--table", "t"), "ELECTRIC_SECRET"),
         (("reset",), "--shape KEY or --all"),
-        (("query", "select 1", "--json", "--csv"), "one of --json and --csv"),
+        (("query", "select 1", "--json", "--csv"), "--json and --csv"),
         (("status", "--bogus"), "--bogus"),
     ],
 )
