@@ -55,3 +55,17 @@ def test_readme_demo_command_runs(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "replica-demo.db").exists()
+
+
+def test_shell_examples_quote_sql_parameters_so_the_shell_leaves_them() -> None:
+    # bash expands $1 inside double quotes: --where "id > $1" reaches replica as "id > ".
+    expanded = re.compile(r'"[^"\n]*\$[0-9][^"\n]*"')
+    pages = [ROOT / "README.md", *(ROOT / "docs").glob("*.md"), *(ROOT / "examples").glob("*/*.md")]
+    from replica.commands.sync import sync
+
+    texts = {str(p.relative_to(ROOT)): p.read_text() for p in pages}
+    texts["replica sync --help"] = sync.help or ""
+    for name, text in texts.items():
+        for line in text.splitlines():
+            if "--where" in line or "--param" in line:
+                assert not expanded.search(line), f"{name}: {line.strip()}"

@@ -180,7 +180,7 @@ def sync(
     Examples:
       replica sync --tag user:1234
       replica sync --run run_abc --once
-      replica sync --electric http://localhost:3000 --table items --where "id > $1" --param 10
+      replica sync --electric http://localhost:3000 --table items --where 'id > $1' --param 10
 
     The Trigger.dev token comes from TRIGGER_SECRET_KEY or TRIGGER_ACCESS_TOKEN (or
     --token-file), never from the command line.

@@ -7,6 +7,7 @@ sqlglot is imported on first use: a sync of Trigger.dev feeds alone never loads 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -30,9 +31,7 @@ def check_where(where: str, params: Sequence[object] = ()) -> str:
     try:
         statements = [s for s in sqlglot.parse(text, read="postgres") if s is not None]
     except (ParseError, TokenError) as exc:
-        raise ShapeDefinitionError(
-            f"the where clause is not valid SQL: {_first_line(exc)}"
-        ) from None
+        raise _unparsable(text, exc) from None
     if len(statements) != 1:
         raise ShapeDefinitionError(
             "the where clause must be a single expression, not several statements"
@@ -40,9 +39,7 @@ def check_where(where: str, params: Sequence[object] = ()) -> str:
     try:
         condition = exp.condition(text, dialect="postgres")
     except (ParseError, TokenError) as exc:
-        raise ShapeDefinitionError(
-            f"the where clause is not valid SQL: {_first_line(exc)}"
-        ) from None
+        raise _unparsable(text, exc) from None
     if isinstance(condition, statement_kinds) or condition.find(*statement_kinds):
         raise ShapeDefinitionError("the where clause must be an expression, not a statement")
     if isinstance(condition, exp.Select | exp.Subquery | exp.Literal | exp.Column):
@@ -75,5 +72,57 @@ def _position(parameter: exp.Parameter) -> int:
         ) from None
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+#: How operators are written, for parse errors about them (sqlglot names them by class).
+_OPERATORS = {
+    "GT": ">",
+    "GTE": ">=",
+    "LT": "<",
+    "LTE": "<=",
+    "EQ": "=",
+    "NEQ": "<>",
+    "And": "AND",
+    "Or": "OR",
+    "Not": "NOT",
+    "Add": "+",
+    "Sub": "-",
+    "Mul": "*",
+    "Div": "/",
+    "Mod": "%",
+    "Like": "LIKE",
+    "ILike": "ILIKE",
+    "In": "IN",
+    "Is": "IS",
+    "Between": "BETWEEN",
+    "DPipe": "||",
+}
+_MISSING = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*\.(\w+)'>")
+
+
+def _unparsable(text: str, exc: Exception) -> ShapeDefinitionError:
+    """What is wrong with a clause sqlglot could not parse, said in SQL terms (sqlglot's
+    own messages name its classes), with the clause and where in it."""
+    found = getattr(exc, "errors", None) or [{}]
+    first = found[0]
+    description = str(first.get("description") or exc)
+    column = first.get("col")
+    missing = _MISSING.search(description)
+    if missing:
+        side = "right" if missing.group(1) == "expression" else "left"
+        operator = _OPERATORS.get(missing.group(2), missing.group(2).upper())
+        problem = f"{operator} needs a value on its {side}"
+    elif description.startswith("Expecting )"):
+        problem = "a parenthesis is opened but not closed"
+    elif description.startswith("Error tokenizing") or "Error tokenizing" in str(exc):
+        if text.count("'") % 2:
+            problem = "a quoted string ('...') is not closed"
+        elif text.count('"') % 2:
+            problem = 'a quoted name ("...") is not closed'
+        else:
+            problem = "it holds text SQL cannot read"
+    elif "Failed to parse" in description:
+        problem = "it is not one condition such as \"status = 'active'\""
+    else:
+        highlight = first.get("highlight")
+        problem = f"unexpected {highlight!r}" if highlight else "it is not valid SQL"
+    where = f" (at column {column})" if isinstance(column, int) and missing is None else ""
+    return ShapeDefinitionError(f"the where clause {text!r} does not parse: {problem}{where}")

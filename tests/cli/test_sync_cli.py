@@ -152,7 +152,7 @@ def test_query_prints_tables_json_and_csv_and_refuses_writes(replica_cli: Replic
     [
         (("sync",), "nothing to sync"),
         (("sync", "--electric", "http://localhost:1"), "--electric and --table"),
-        (("sync", "--electric", "http://x", "--table", "t", "--where", "id >"), "not valid SQL"),
+        (("sync", "--electric", "http://x", "--table", "t", "--where", "id >"), "> needs a value"),
         (("sync", "--electric", "http://x", "--table", "t", "--where", "id > $1"), "parameter"),
         (("sync", "--tag", "a", "--created-at", "soon"), "created_at"),
         (("sync", "--run", "not-a-run"), "run_"),
