@@ -8,6 +8,7 @@ the Python API its parameters.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Mapping
 from typing import Any
@@ -105,13 +106,33 @@ class UpstreamError(ProtocolError):
         self.status = status
         self.body = body
         self.errors = dict(errors or {})
-        detail = _describe_errors(self.errors) or body.strip()[:300] or "no details"
+        page = web_page_title(body)
+        if page is not None:
+            # A web server's error page, not an API's answer: the URL is wrong.
+            super().__init__(
+                f"upstream answered HTTP {status} with a web page{page}, not a shape API reply",
+                url=url,
+                hint="check api_url, or the Electric URL",
+                cli_hint="check --api-url, or the --electric URL",
+            )
+            return
+        detail = _describe_errors(self.errors) or " ".join(body.split())[:300] or "no details"
         super().__init__(
             f"upstream refused the shape request with HTTP {status}: {detail}",
             url=url,
             hint=_STATUS_HINTS.get(status, "check the shape definition and the token"),
             cli_hint=_STATUS_HINTS_CLI.get(status),
         )
+
+
+def web_page_title(body: str) -> str | None:
+    """` ("<title>")` of an HTML page (empty if untitled), or None if `body` is no page."""
+    head = body.lstrip()[:200].lower()
+    if not head.startswith(("<!doctype html", "<html", "<head", "<body")):
+        return None
+    match = re.search(r"<title[^>]*>([^<]{1,120})", body, re.IGNORECASE)
+    title = " ".join(match.group(1).split()) if match else ""
+    return f" ({title!r})" if title else ""
 
 
 _STATUS_HINTS = {

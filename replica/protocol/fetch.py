@@ -22,8 +22,8 @@ from replica.protocol.deadline import within
 from replica.protocol.replies import (
     Reply,
     Retryable,
+    brief,
     certificate_problem,
-    short_body,
     upstream_error,
     without_secrets,
 )
@@ -129,7 +129,7 @@ class ReplyFetcher:
         status = reply.status
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(reply.headers.get("retry-after"))
-            detail = short_body(without_secrets(reply.body, shape))
+            detail = brief(without_secrets(reply.body, shape))
             raise Retryable(f"HTTP {status}{' ' + detail if detail else ''}", status, retry_after)
         return reply
 

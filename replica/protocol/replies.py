@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 
-from replica.errors import MalformedResponseError, UpstreamError
+from replica.errors import MalformedResponseError, UpstreamError, web_page_title
 from replica.protocol.messages import load_json
 from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition
 
@@ -70,6 +70,15 @@ def redact(body: bytes, secrets: Iterable[str]) -> bytes:
 def short_body(body: bytes, limit: int = 200) -> str:
     text = body.decode("utf-8", "replace").strip()
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def brief(body: bytes) -> str:
+    """A reply's body for a one-line message: a web page by its title, text on one line."""
+    text = short_body(body, 1000)
+    page = web_page_title(text)
+    if page is not None:
+        return f"(a web page{page})"
+    return short_body(" ".join(text.split()).encode())
 
 
 def upstream_error(reply: Reply, url: str) -> UpstreamError:

@@ -30,14 +30,12 @@ from replica.errors import (
     RetriesExhaustedError,
     StaleResponseError,
     UpstreamError,
+    web_page_title,
 )
 from replica.protocol.backoff import Backoff, BackoffTimer
 from replica.protocol.fetch import ReplyFetcher, Sleep
 from replica.protocol.messages import ChangeMessage, parse_body
-from replica.protocol.replies import (
-    Reply,
-    out_of_bounds,
-)
+from replica.protocol.replies import Reply, out_of_bounds, short_body
 from replica.protocol.shape import ShapeDefinition, redact_url
 from replica.protocol.state import Position, ShapeState, is_valid_offset
 from replica.protocol.values import Parser, RowParser, parse_schema_header
@@ -286,7 +284,7 @@ class ShapeStream:
                 "stale", f"ignored a cached response of expired handle {handle}", url=reply.url
             )
             return None
-        self._check_headers(headers, live, reply.url)
+        self._check_headers(reply, live)
         offset = headers["electric-offset"]
         if not _valid_offset(offset):
             raise MalformedResponseError(
@@ -314,12 +312,15 @@ class ShapeStream:
         )
         return Batch(body.changes, state.position, up_to_date, False, live, body.lsn)
 
-    def _check_headers(self, headers: httpx.Headers, live: bool, url: str) -> None:
+    def _check_headers(self, reply: Reply, live: bool) -> None:
         required = ["electric-handle", "electric-offset"]
         required.append("electric-cursor" if live else "electric-schema")
-        missing = [name for name in required if name not in headers]
+        missing = [name for name in required if name not in reply.headers]
         if missing:
-            raise MissingHeadersError(missing, url=url)
+            text = short_body(reply.body, 1000)
+            if web_page_title(text) is not None:  # a web site there, not a proxy at fault
+                raise UpstreamError(reply.status, url=reply.url, body=text)
+            raise MissingHeadersError(missing, url=reply.url)
 
     def _parser_for(self, schema: Mapping[str, Any] | None) -> RowParser | None:
         if schema is None:
