@@ -81,7 +81,8 @@ class SyncFailedError(ReplicaError):
     "skip_columns",
     multiple=True,
     metavar="COLUMN",
-    help="A TaskRun column the server should not send (e.g. payload). Repeatable.",
+    help="A column the server should not send (e.g. payload), named as in runs (started_at) "
+    "or as in TaskRun (startedAt). Repeatable.",
 )
 @click.option(
     "--api-url",

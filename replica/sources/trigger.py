@@ -64,6 +64,13 @@ SKIPPABLE_COLUMNS: Final = frozenset(
     }
 )
 _NEVER_SKIPPED: Final = frozenset({"id", "taskIdentifier", "friendlyId", "status", "createdAt"})
+#: The `runs` columns whose names differ from the skippable `TaskRun` column they come from.
+_RUNS_COLUMNS: Final = {
+    "finished_at": "completedAt",
+    "delayed_until": "delayUntil",
+    "duration_ms": "usageDurationMs",
+    "tags": "runTags",
+}
 
 _RUN_ID_RE = re.compile(r"run_[A-Za-z0-9]+")
 _BATCH_ID_RE = re.compile(r"batch_[A-Za-z0-9]+")
@@ -145,9 +152,21 @@ def _names(values: Sequence[str] | str, what: str) -> list[str]:
     return items
 
 
+def _wire_name(column: str) -> str:
+    """A `TaskRun` column named as the server does (`startedAt`) or as the `runs` table does
+    (`started_at`), as the server names it."""
+    if column in _RUNS_COLUMNS:
+        return _RUNS_COLUMNS[column]
+    head, *rest = column.split("_")
+    camel = head + "".join(part.capitalize() for part in rest)
+    known = SKIPPABLE_COLUMNS | _NEVER_SKIPPED | {"updatedAt"}
+    return camel if camel in known else column
+
+
 def check_skip_columns(skip_columns: Sequence[str] | str) -> tuple[str, ...]:
-    """The `TaskRun` columns a feed leaves out, checked, sorted and without repeats."""
-    columns = sorted(set(_names(skip_columns, "skip columns")))
+    """The `TaskRun` columns a feed leaves out, checked, sorted and without repeats; a
+    column may be named as the server does (`startedAt`) or as `runs` does (`started_at`)."""
+    columns = sorted({_wire_name(c) for c in _names(skip_columns, "skip columns")})
     for column in columns:
         if column == "updatedAt":
             raise ShapeDefinitionError(
@@ -270,7 +289,9 @@ def check_tags(tags: Sequence[str] | str) -> tuple[str, ...]:
     not depend on their order, so one set of tags is one shape."""
     names = tuple(sorted({_check_tag(tag) for tag in _names(tags, "tags")}))
     if not names:
-        raise ShapeDefinitionError("a tag feed needs at least one tag")
+        raise ShapeDefinitionError(
+            "a tag feed needs at least one tag", hint="name one, such as 'user:1234'"
+        )
     return names
 
 

@@ -241,3 +241,24 @@ def test_bad_branch(branch: str) -> None:
 
 def test_config_must_be_a_trigger_config() -> None:
     assert "TriggerConfig" in str(_error(lambda: run_shape("tok", "run_a")))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("given", "sent"),
+    [
+        (["started_at", "startedAt"], "startedAt"),
+        (["finished_at"], "completedAt"),
+        (["duration_ms", "cost_in_cents"], "costInCents,usageDurationMs"),
+        (["tags", "delayed_until"], "delayUntil,runTags"),
+        (["payload", "payload_type"], "payload,payloadType"),
+    ],
+)
+def test_skip_columns_may_be_named_as_the_runs_table_names_them(
+    given: list[str], sent: str
+) -> None:
+    assert run_shape(CONFIG, "run_x1", skip_columns=given).params["skipColumns"] == sent
+
+
+def test_updated_at_cannot_be_skipped_by_either_name() -> None:
+    err = _error(lambda: run_shape(CONFIG, "run_x1", skip_columns=["updated_at"]))
+    assert "updatedAt" in err.message and "newest" in err.hint
