@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,10 @@ class Run(BaseModel, Generic[PayloadT, OutputT]):
     def from_values(cls, values: Mapping[str, Any]) -> Run[PayloadT, OutputT]:
         """A run from a `runs` row whose JSON columns are already decoded (`Change.row`)."""
         data = {k: v for k, v in values.items() if k in cls.model_fields and v is not None}
-        return cls.model_validate(data)
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise _naming_the_run(exc, values.get("id")) from None
 
     @field_validator("metadata", mode="before")
     @classmethod
@@ -164,6 +167,17 @@ class Run(BaseModel, Generic[PayloadT, OutputT]):
     def is_finished(self) -> bool:
         """True once `finished_at` is set: how the SDK decides a run is complete."""
         return self.finished_at is not None
+
+
+def _naming_the_run(exc: ValidationError, run_id: Any) -> ValidationError:
+    """The same validation error, titled with the run it failed on (`Run[Email, Any] of run
+    run_3`): among many rows, pydantic's own title does not say which one."""
+    try:
+        return ValidationError.from_exception_data(
+            f"{exc.title} of run {run_id}", exc.errors(), hide_input=False
+        )
+    except (TypeError, ValueError, KeyError):  # an error kind that cannot be rebuilt
+        return exc
 
 
 __all__ = ["Run", "RunStatus", "SerializedError"]

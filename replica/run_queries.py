@@ -8,10 +8,10 @@ connection.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, get_args
 
 from replica.errors import ReplicaError
-from replica.models import Run
+from replica.models import Run, RunStatus
 
 
 def run_model(
@@ -34,6 +34,22 @@ def run_model(
         payload_model if payload_model is not None else Any,  # type: ignore[valid-type]
         output_model if output_model is not None else Any,  # type: ignore[valid-type]
     ]
+
+
+def _public_statuses(given: Sequence[object]) -> list[str]:
+    """`given` as public RunStatus values (any case); an unknown one is refused, since it
+    would quietly match nothing."""
+    known = get_args(RunStatus)
+    statuses = []
+    for value in given:
+        status = value.upper() if isinstance(value, str) else value
+        if status not in known:
+            raise ReplicaError(
+                f"{value!r} is not a run status",
+                hint=f"statuses are {', '.join(known)} (in any case)",
+            )
+        statuses.append(status)
+    return statuses
 
 
 def select_runs(
@@ -60,7 +76,7 @@ def select_runs(
         )
         params += [*tags, len(tags)]
     if status is not None:
-        statuses = [status] if isinstance(status, str) else list(status)
+        statuses = _public_statuses([status] if isinstance(status, str) else list(status))
         where.append(f"status IN ({', '.join('?' for _ in statuses)})")
         params += statuses
     if task is not None:

@@ -56,9 +56,30 @@ def test_the_shorthand_is_the_same_model_as_the_long_spelling(db: replica.Replic
     assert short == long
 
 
-def test_a_payload_that_does_not_fit_raises(db: replica.Replica) -> None:
-    with pytest.raises(pydantic.ValidationError):
+def test_a_payload_that_does_not_fit_raises_naming_the_run(db: replica.Replica) -> None:
+    with pytest.raises(pydantic.ValidationError) as raised:
         db.run("run_3", payload_model=Email)
+    assert "of run run_3" in str(raised.value)
+    with pytest.raises(pydantic.ValidationError) as raised:
+        db.runs(model=replica.Run[Email, Any])
+    assert "of run run_3" in str(raised.value)
+    assert raised.value.errors()[0]["loc"] == ("payload", "to")
+
+
+@pytest.mark.parametrize("status", ["completed", "Completed", ["QUEUED", "completed"]])
+def test_statuses_are_public_run_statuses_in_any_case(
+    db: replica.Replica, status: str | list[str]
+) -> None:
+    assert "run_1" in {r.id for r in db.runs(status=status)}
+
+
+@pytest.mark.parametrize("status", ["NOPE", "COMPLETED_SUCCESSFULLY", ["QUEUED", "done"]])
+def test_an_unknown_status_is_refused_rather_than_matching_nothing(
+    db: replica.Replica, status: str | list[str]
+) -> None:
+    with pytest.raises(replica.ReplicaError, match="is not a run status") as raised:
+        db.runs(status=status)
+    assert "COMPLETED" in raised.value.hint
 
 
 def test_both_spellings_at_once_are_refused(db: replica.Replica) -> None:
