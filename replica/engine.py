@@ -123,6 +123,8 @@ class Engine:
         self.options = StreamOptions(**{**base.__dict__, "live": not once})
         self.retry = retry or (ONCE_BACKOFF if once else Backoff(initial=1.0, maximum=60.0))
         self.on_commit = on_commit
+        #: Called on the event loop when a shape's state changes (e.g. it is live).
+        self.on_state: Callable[[], None] | None = None
         self.retention = retention if retention is not None else Retention()
         self.progress: dict[str, ShapeProgress] = {}
         self.failed: dict[str, ReplicaError] = {}
@@ -306,6 +308,8 @@ class Engine:
         if state != progress.state:
             progress.state, progress.error = state, None
             await self._write(self.store.set_status, shape_id, state)
+            if self.on_state is not None:
+                self.on_state()
 
     async def _map(
         self, source: Source, wire: list[ChangeMessage], table: TableSpec

@@ -1,7 +1,8 @@
 """Feedback while `replica sync` runs: rows received and rate during initial snapshots.
 
-On a terminal one line is redrawn in place; otherwise a log line appears every few seconds,
-and each shape says once when it is up to date.
+On a terminal one line is redrawn in place; otherwise a log line appears every few seconds.
+Each shape says once, as soon as it is, that it is up to date (the engine calls `report`
+when a shape's state changes).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Progress:
         self.interval = interval or (0.5 if live_line else 10.0)
         self._announced: set[str] = set()
         self._drawn = False
+        engine.on_state = self.report  # "up to date" is said when it happens
 
     async def run(self) -> None:
         while True:

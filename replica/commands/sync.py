@@ -200,30 +200,28 @@ def sync(
             columns=columns,
             replica_mode=replica_mode,
         )
-        if config_path is None and Path(DEFAULT_CONFIG).is_file():
-            config_path = DEFAULT_CONFIG
-        config = config_file.load(config_path) if config_path else None
-        trigger = None
+        # The default replica.toml is followed even if it is only made later.
+        watched = Path(config_path or DEFAULT_CONFIG)
+        config = config_file.load(watched) if config_path or watched.is_file() else None
+        plan = _Plan(
+            token_file=token_file,
+            api_url=api_url,
+            branch=branch,
+            secret=electric_secret(),
+            keep_detached=None if detached is None else detached == "keep",
+            specs=specs,
+            config_path=watched,
+            config=config,
+        )
         if any(not isinstance(s, ElectricSpec) for s in specs) or (config and config.needs_token):
-            token = trigger_token(token_file)
-            logs.redactor.add(token)
-            trigger = TriggerConfig(token, api_url=api_url, branch=branch)
+            plan.trigger()  # a missing or bad token fails now
     except ReplicaError as exc:
         raise click.UsageError(str(exc)) from None
     if not specs and not (config and config.feeds):
         raise click.UsageError(
             "nothing to sync: give --tag, --run, --batch or --electric, or a replica.toml"
         )
-    secret = electric_secret()
-    logs.redactor.add(secret)
-    plan = _Plan(
-        trigger=trigger,
-        secret=secret,
-        keep_detached=None if detached is None else detached == "keep",
-        specs=specs,
-        config_path=Path(config_path) if config_path else None,
-        config=config,
-    )
+    logs.redactor.add(plan.secret)
     # Until the engine's own handler is in place, a SIGTERM (a service manager stopping
     # us while we start) ends the command cleanly: nothing has been written yet, or the
     # write in progress (a migration) rolls back.
@@ -273,35 +271,48 @@ def _command_line_specs(
     return specs
 
 
-@dataclass(frozen=True)
+@dataclass
 class _Plan:
     """What to follow: the command line's feeds, and a config file's, which share the
-    Trigger.dev API and token, the Electric secret and the detach policy."""
+    Trigger.dev API and token, the Electric secret and the detach policy. `config_path` is
+    the file watched for changes, `config` what it held at start (None: no file)."""
 
-    trigger: TriggerConfig | None
+    token_file: str | None
+    api_url: str
+    branch: str | None
     secret: str | None
     keep_detached: bool | None
     specs: list[FeedSpec]
-    config_path: Path | None
+    config_path: Path
     config: config_file.Config | None
+    _trigger: TriggerConfig | None = None
 
-    def feeds(self, config: config_file.Config | None = None) -> list[Feed]:
-        """The feeds of the command line and of `config` (default: the one loaded at start)."""
-        return [*self._feeds(self.specs), *self.config_feeds(config or self.config)]
+    def trigger(self) -> TriggerConfig:
+        """How to reach Trigger.dev, read when first needed (a replica.toml may name
+        Trigger.dev feeds only once the sync runs)."""
+        if self._trigger is None:
+            token = trigger_token(self.token_file)
+            logs.redactor.add(token)
+            self._trigger = TriggerConfig(token, api_url=self.api_url, branch=self.branch)
+        return self._trigger
+
+    def feeds(self) -> list[Feed]:
+        """The feeds of the command line and of the config file as it was at start."""
+        return [*self._feeds(self.specs), *self.config_feeds(self.config)]
 
     def config_feeds(self, config: config_file.Config | None) -> list[Feed]:
         return self._feeds(config.feeds if config is not None else ())
 
     def _feeds(self, specs: Sequence[FeedSpec]) -> list[Feed]:
-        feeds = []
-        for spec in specs:
-            if not isinstance(spec, ElectricSpec) and self.trigger is None:
-                raise ReplicaError(
-                    "replica.toml declares Trigger.dev subscriptions but no token is set",
-                    hint="set TRIGGER_SECRET_KEY or TRIGGER_ACCESS_TOKEN",
-                )
-            feeds.append(Feed(spec, self.trigger, self.secret, self.keep_detached))
-        return feeds
+        return [
+            Feed(
+                spec,
+                None if isinstance(spec, ElectricSpec) else self.trigger(),
+                self.secret,
+                self.keep_detached,
+            )
+            for spec in specs
+        ]
 
 
 async def _run(
@@ -321,11 +332,13 @@ async def _run(
                 loop.add_signal_handler(sig, _stopper(engine, sig))
             progress = Progress(engine, live_line=sys.stderr.isatty())
             background = [asyncio.create_task(progress.run())]
-            watching = plan.config_path is not None and not once
-            if watching:
+            if not once:
                 background.append(asyncio.create_task(_follow_config(engine, plan, client)))
+            # With a config file, the sync lasts even when every feed has ended: an edit
+            # may add some.
+            until_stopped = plan.config is not None and not once
             try:
-                await engine.run(sources, until_stopped=watching, keep_others=keep_others)
+                await engine.run(sources, until_stopped=until_stopped, keep_others=keep_others)
             finally:
                 for task in background:
                     task.cancel()
@@ -339,16 +352,28 @@ async def _run(
 
 
 async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient) -> None:
-    """Add and remove subscriptions as the config file changes (a bad edit is logged and
-    ignored: the running subscriptions stay)."""
-    assert plan.config_path is not None
+    """Add and remove subscriptions as the config file changes, is made or removed (a bad
+    edit is logged and ignored: the running subscriptions stay)."""
     path = plan.config_path.resolve()
     current = {s.key for s in sources_for(plan.config_feeds(plan.config), client)}
-    async for changes in awatch(path.parent, debounce=200, step=50):
-        if not any(Path(p).name == path.name for _, p in changes):
+    seen = _stamp(path) if plan.config is not None else None
+    # File events say when to look; a look every few seconds besides catches an edit made
+    # before the watch was in place.
+    async for _ in awatch(
+        path.parent,
+        watch_filter=lambda _change, changed: Path(changed).name == path.name,
+        debounce=200,
+        step=50,
+        rust_timeout=CONFIG_RECHECK_MS,
+        yield_on_timeout=True,
+        recursive=False,
+    ):
+        stamp = _stamp(path)
+        if stamp == seen:
             continue
+        seen = stamp
         try:
-            config = config_file.load(path) if path.exists() else config_file.Config()
+            config = config_file.load(path) if stamp is not None else config_file.Config()
             wanted = {s.key: s for s in sources_for(plan.config_feeds(config), client)}
         except ReplicaError as exc:
             log.error(
@@ -369,6 +394,19 @@ async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient)
                 log.info("%s: adding %s", path.name, source.label)
                 engine.add(source)
         current = set(wanted)
+
+
+#: How often (ms) the config file is looked at even without a file event.
+CONFIG_RECHECK_MS = 2000
+
+
+def _stamp(path: Path) -> tuple[int, int, int] | None:
+    """What tells one version of a file from another (None: there is none)."""
+    try:
+        info = path.stat()
+    except OSError:
+        return None
+    return info.st_ino, info.st_mtime_ns, info.st_size
 
 
 def _stop_before_start(signum: int, frame: Any) -> None:

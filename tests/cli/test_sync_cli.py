@@ -270,3 +270,26 @@ def test_detached_delete_policy_removes_runs_that_leave(replica_cli: Replica) ->
     result = replica_cli.run("sync", "--tag", "x", "--once", "--detached", "delete")
     assert result.returncode == 0, result.stderr
     assert replica_cli.query("SELECT count(*) FROM runs") == [(0,)]
+
+
+def test_a_replica_toml_made_after_the_sync_started_is_followed(replica_cli: Replica) -> None:
+    server = replica_cli.server
+    a = trigger_runs(server, "a", 1)
+    b = trigger_runs(server, "b", 2)
+    replica_cli.start("sync", "--tag", "a")
+    replica_cli.wait_for(
+        lambda: {r[0] for r in replica_cli.query("SELECT id FROM runs")} == set(a), what="tag a"
+    )
+    (replica_cli.cwd / "replica.toml").write_text('[[sync]]\ntag = "b"\n')
+    replica_cli.wait_for(
+        lambda: {r[0] for r in replica_cli.query("SELECT id FROM runs")} == {*a, *b},
+        what="tag b, named by the new replica.toml",
+    )
+    (replica_cli.cwd / "replica.toml").unlink()
+    replica_cli.wait_for(
+        lambda: (
+            {r[0] for r in replica_cli.query("SELECT id FROM runs WHERE detached_at IS NULL")}
+            == set(a)
+        ),
+        what="tag b let go of with the file",
+    )
