@@ -57,10 +57,20 @@ def _check_style(ctx: click.Context, param: click.Parameter, value: str | None) 
     callback=_check_style,
     help=f"Print a table in a tabulate style, as sqlite-utils does: {STYLES_SHOWN}, ...",
 )
+@click.option(
+    "-p",
+    "--param",
+    "params",
+    type=(str, str),
+    multiple=True,
+    metavar="NAME VALUE",
+    help="A value for :NAME in the query, as sqlite-utils takes them. Repeatable.",
+)
 @logging_options
 def query(
     sql: str,
     db_path: str,
+    params: tuple[tuple[str, str], ...],
     as_json: bool,
     as_nl: bool,
     as_csv: bool,
@@ -79,6 +89,8 @@ def query(
       replica query "select status, count(*) from runs group by status"
       replica query "select id, tags, payload from runs" --nl --json-cols
       replica query "select id, status from runs" --fmt github
+      replica query "select * from runs where status = :status" -p status FAILED
+      replica query "pragma table_info(runs)"
     """
     chosen = [
         flag
@@ -99,7 +111,7 @@ def query(
         raise click.UsageError("--json-cols applies to JSON output: use it with --json or --nl")
     conn = open_readonly(db_path)
     try:
-        columns, rows = run_query(conn, sql)
+        columns, rows = run_query(conn, sql, dict(params))
     finally:
         conn.close()
     if not columns:

@@ -80,11 +80,18 @@ def run_query(
     try:
         cursor = conn.execute(sql, params)
         rows = cursor.fetchall()
+    except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:
+        if "binding" in str(exc):
+            raise DatabaseError(
+                f"query failed: {exc}",
+                hint="give a value for every parameter of the query",
+                cli_hint="give every :name a value with -p NAME VALUE",
+            ) from None
+        # several statements at once
+        raise DatabaseError(f"query failed: {exc}", hint="run one statement at a time") from None
     except sqlite3.DatabaseError as exc:
         text = str(exc)
         if "authoriz" in text or "readonly" in text or "query_only" in text:
             raise QueryRefusedError(f"query refused: {text}") from None
         raise DatabaseError(f"query failed: {text}", hint="check the SQL") from None
-    except (sqlite3.Warning, sqlite3.ProgrammingError) as exc:  # several statements at once
-        raise DatabaseError(f"query failed: {exc}", hint="run one statement at a time") from None
     return [d[0] for d in cursor.description or ()], rows

@@ -283,3 +283,23 @@ def test_heavy_imports_wait_for_the_flag_that_needs_them(
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == repr(sorted(loaded))
+
+
+def test_named_parameters_as_sqlite_utils_takes_them(replica_db: Path) -> None:
+    sql = "select id from runs where status = :status or task_identifier = :task order by id"
+    found = output(replica_db, sql, "-p", "status", "FAILED", "--param", "task", "send-email")
+    assert (
+        json.loads(output(replica_db, sql, "--json", "-p", "status", "x", "-p", "task", "y")) == []
+    )
+    assert found.split()[2:] == ["run_1", "run_2"]
+    missing = query(replica_db, sql, "-p", "status", "FAILED")
+    assert missing.returncode == 1
+    assert "-p NAME VALUE" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_schema_can_be_inspected_read_only(replica_db: Path) -> None:
+    assert "task_identifier" in output(replica_db, "pragma table_info(runs)")
+    assert "task_identifier" in output(replica_db, "select name from pragma_table_info('runs')")
+    assert "runs" in output(replica_db, "select name from sqlite_master where type = 'table'")
+    refused = query(replica_db, "pragma journal_mode = delete")
+    assert refused.returncode == 1 and "refused" in refused.stderr
