@@ -293,3 +293,20 @@ def test_a_replica_toml_made_after_the_sync_started_is_followed(replica_cli: Rep
         ),
         what="tag b let go of with the file",
     )
+
+
+def test_electric_shapes_that_differ_only_in_params_have_their_own_labels(
+    replica_cli: Replica,
+) -> None:
+    server = replica_cli.server
+    server.define_table("items", {"id": "int4", "title": "text"}, "id")
+    server.insert("items", {"id": 1, "title": "a"}, {"id": 2, "title": "b"})
+    base = ("--electric", server.url, "--table", "items", "--where", "id >= $1")
+    synced = replica_cli.run("sync", *base, "--param", "1", "--once")
+    assert synced.returncode == 0, synced.stderr
+    synced = replica_cli.run("sync", *base, "--param", "2", "--once", "--keep-others")
+    assert synced.returncode == 0, synced.stderr
+    labels = [s["shape"] for s in json.loads(replica_cli.run("status", "--json").stdout)]
+    assert labels == ["items where id >= $1 with $1='1'", "items where id >= $1 with $1='2'"]
+    reset = replica_cli.run("reset", "--shape", labels[1])
+    assert reset.returncode == 0 and reset.stdout.count("reset ") == 1
