@@ -42,6 +42,12 @@ def check_where(where: str, params: Sequence[object] = ()) -> str:
         raise _unparsable(text, exc) from None
     if isinstance(condition, statement_kinds) or condition.find(*statement_kinds):
         raise ShapeDefinitionError("the where clause must be an expression, not a statement")
+    if not isinstance(condition, exp.Select) and condition.find(exp.Select, exp.Subquery):
+        raise ShapeDefinitionError(
+            f"the where clause {text!r} has a subquery, which replica does not follow",
+            hint="Electric answers subqueries with move-in/move-out events; rows that moved "
+            "out would stay in the replica. Use a condition on the table's own columns",
+        )
     if isinstance(condition, exp.Select | exp.Subquery | exp.Literal | exp.Column):
         raise ShapeDefinitionError(
             f"the where clause must be a condition such as \"status = 'active'\", got {text!r}"

@@ -34,3 +34,19 @@ def test_a_valid_clause_is_kept_as_written() -> None:
     assert (
         check_where(" priority > $1 AND done = false ", ["2"]) == "priority > $1 AND done = false"
     )
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        "id IN (SELECT item_id FROM tags WHERE tag = 'x')",
+        "EXISTS (SELECT 1 FROM t WHERE t.id = 1)",
+        "id = (SELECT max(id) FROM items)",
+    ],
+)
+def test_a_subquery_is_refused_because_rows_could_not_move_out(where: str) -> None:
+    # A real Electric server follows such shapes with move-in/move-out events; a row that
+    # moved out would stay in the replica forever.
+    with pytest.raises(ShapeDefinitionError, match="subquery") as raised:
+        check_where(where)
+    assert "move-out" in raised.value.hint
