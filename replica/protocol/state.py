@@ -126,7 +126,9 @@ class ShapeState:
             params["cursor"] = self.cursor or ""
         if self.cache_buster:
             params["cache-buster"] = self.cache_buster
-        if self.expired_handle and self.offset == "-1":
+        if self.expired_handle:
+            # On every request while it is known, as the official client sends it: requests
+            # for one position then have the same URL whoever makes them (shared caches).
             params["expired_handle"] = self.expired_handle
         return params
 
@@ -171,9 +173,10 @@ class ShapeState:
             self.schema_adopted = True
         self.cache_buster = None
         self.stale_replies = 0
-        # An offset=-1 reply never completes the initial sync, even if it says up-to-date:
-        # one more non-live request must follow before going live.
-        if up_to_date and requested_offset != "-1" and self.handle:
+        # Any up-to-date completes the sync, that of an offset=-1 reply included: Electric
+        # never sends one there, but Trigger.dev's native backend ends its snapshot with one
+        # (and answers one more non-live request with the whole snapshot again).
+        if up_to_date and self.handle:
             self.mode = Mode.LIVE
         else:
             self.mode = Mode.CATCHING_UP

@@ -211,9 +211,15 @@ class ShapeStream:
                 if announce:
                     yield Batch([], state.position, reset=True)
                     continue
+            else:
+                # Caught up: earlier loops are over (the official client forgets them too),
+                # so occasional ones over a long life never add up to a FastLoopError.
+                self._loop_detections = 0
+                self._loop_guard.clear()
             requested_offset = state.offset
             try:
-                params = {**self.shape.query_params(), **state.request_params()}
+                # `log=full` unless the shape says otherwise, as the official client sends.
+                params = {"log": "full", **self.shape.query_params(), **state.request_params()}
                 url = str(httpx.URL(self.shape.url, params=sorted(params.items())))
                 reply = await self._fetcher.get(self.shape, url, live)
                 batch = self._handle(reply, requested_offset, live)

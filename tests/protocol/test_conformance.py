@@ -99,18 +99,19 @@ async def test_case_02_next_request_uses_handle_and_offset_verbatim() -> None:
     assert fourth["offset"] == "26800584_4"
 
 
-async def test_case_03_offset_minus_one_reply_is_followed_by_a_non_live_request() -> None:
-    # Even a (non-Electric) server that says up-to-date on the first chunk gets one more
-    # non-live request before the client goes live.
+async def test_case_03_an_up_to_date_offset_minus_one_reply_goes_live() -> None:
+    # Electric never ends its first chunk up to date; Trigger.dev's native backend does, and
+    # answers one more non-live request with the whole snapshot again. Like the official
+    # client, any up-to-date completes the sync: the next request is live.
     script = Script(
         shape_reply([change(1, id="1")], offset="0_0", done=True),
-        shape_reply(offset="0_inf", done=True),
-        shape_reply(offset="0_inf", cursor="1", done=True),
+        shape_reply(offset="0_0", cursor="1", done=True),
     )
     async with ScriptedServer(script) as server:
-        await take(server.url, 3, pages=True)
-    assert "live" not in server.requests[1].params
-    assert server.requests[2].params["live"] == "true"
+        pages = await take(server.url, 2, pages=True)
+    assert pages[0].up_to_date and [c.key for c in pages[0].changes]
+    assert server.requests[1].params["live"] == "true"
+    assert server.requests[1].params["offset"] == "0_0"
 
 
 async def test_case_04_never_live_before_an_up_to_date() -> None:

@@ -171,8 +171,6 @@ class RandomServer:
 
     def _ok(self, offset: str, live: bool, up_to_date: bool) -> httpx.Response:
         new_offset = self._next_offset(offset)
-        if offset == "-1":
-            up_to_date = False  # Electric never ends the first chunk up to date
         self.offsets[new_offset] = self.handle
         self.announced.add(self.handle)  # a reply the client accepts teaches it the handle
         if up_to_date:
