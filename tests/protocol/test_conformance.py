@@ -790,6 +790,37 @@ async def test_case_33_tight_loops_are_detected() -> None:
     assert len(server.requests) < 100
 
 
+async def test_case_33b_occasional_tight_loops_over_a_long_life_are_forgiven() -> None:
+    # Each episode: a 409 sends the client back to a snapshot that loops at one offset for a
+    # while, then completes; the client goes live again. Loops that end in a live request
+    # are over, as the official client counts them: five episodes raise nothing.
+    state = {"episodes": 0, "looped": 0}
+
+    def episodes(request: Request) -> Reply:
+        if request.params.get("live") == "true":
+            state["episodes"] += 1
+            state["looped"] = 0
+            if state["episodes"] > 6:  # calm from now on: live keep-alives
+                return shape_reply(
+                    handle=f"h{state['episodes']}", offset="0_inf", cursor="1", done=True
+                )
+            handle = f"h{state['episodes'] + 1}"
+            return Reply(
+                409, {"electric-handle": handle}, [{"headers": {"control": "must-refetch"}}]
+            )
+        handle = f"h{state['episodes'] + 1}"
+        state["looped"] += 1
+        if state["looped"] <= 6:
+            return snapshot(handle=handle, offset="0_0")  # stuck at 0_0 a while
+        return shape_reply(handle=handle, offset="0_inf", done=True)
+
+    recorder = Recorder()
+    async with ScriptedServer(episodes) as server:
+        await take(server.url, 200, pages=True, recorder=recorder, timeout=60)
+    assert recorder.kinds().count("fast-loop") >= 6
+    assert state["episodes"] > 6  # it went live after every one
+
+
 async def test_case_34_offset_now_skips_history() -> None:
     script = Script(
         shape_reply(
