@@ -74,7 +74,8 @@ class SyncFailedError(ReplicaError):
 @click.option(
     "--created-at",
     metavar="DURATION",
-    help="Window of tag feeds, e.g. 1h, 2d (server default and cap: 24h).",
+    help="Window of tag feeds, e.g. 1h, 2d (server default and cap: 24h; 0s: runs created "
+    "from now on).",
 )
 @click.option(
     "--skip-column",

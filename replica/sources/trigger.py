@@ -267,7 +267,8 @@ def _check_tag(tag: str) -> str:
 
 
 def check_duration(value: str) -> str:
-    """A `created_at` window such as `1h30m`, or `ShapeDefinitionError`."""
+    """A `created_at` window such as `1h30m` (`0s`: runs created from now on), or
+    `ShapeDefinitionError`."""
     if not isinstance(value, str) or len(value) > 100 or not _DURATION_RE.fullmatch(value):
         raise ShapeDefinitionError(
             f"created_at must be a duration like '30m', '1h', '2d', '1w' or '1h30m' "
@@ -279,9 +280,7 @@ def check_duration(value: str) -> str:
             f"created_at {value!r} repeats a unit; servers disagree on what that means",
             hint="write each unit once, e.g. '1h30m'",
         )
-    if all(int(number) == 0 for number, _ in _DURATION_PART_RE.findall(value)):
-        raise ShapeDefinitionError(f"created_at {value!r} is an empty window; use e.g. '1h'")
-    return value
+    return value  # "0s" too: runs created from now on, as the SDK takes it
 
 
 def check_tags(tags: Sequence[str] | str) -> tuple[str, ...]:
