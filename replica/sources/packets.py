@@ -86,7 +86,8 @@ def decode_packet(
     """Decode one packet by its type, the way the Trigger.dev SDK's `parsePacket` does.
 
     `application/json` → parsed JSON; `application/super+json` → superjson decoded (Dates,
-    bigints, Maps, ... see `replica.sources.superjson`); `text/plain` and any other type → the
+    bigints, Maps, ... see `replica.sources.superjson`); `text/plain`, no type and any other
+    type (the match is exact: `application/json; charset=utf-8` is another type) → the
     string itself. Empty or missing data → `NO_PACKET`. Never raises for bad data: JSON that
     does not parse is kept as the raw string and reported through `on_problem` (a warning in
     this module's log by default). An `application/store` packet must be fetched first; here
@@ -94,7 +95,8 @@ def decode_packet(
     """
     if not data:
         return NO_PACKET
-    kind = (data_type or "").split(";", 1)[0].strip().lower()
+    # Matched exactly, as the SDK does: "application/json; charset=utf-8" is not JSON there.
+    kind = data_type or ""
     if kind not in ("application/json", "application/super+json"):
         return data
     report = on_problem or _warn
@@ -164,7 +166,9 @@ def to_json_text(value: Any) -> str:
     return "".join(chunks)
 
 
-def packet_json(data: str | None, data_type: str, *, on_problem: ProblemHandler) -> str | None:
+def packet_json(
+    data: str | None, data_type: str | None, *, on_problem: ProblemHandler
+) -> str | None:
     """A packet as stored in a JSON column: `decode_packet` then `to_json_text`; None for no
     packet. What cannot be stored as JSON (a cycle) is stored as the raw text, reported."""
     decoded = decode_packet(data, data_type, on_problem=on_problem)
@@ -321,8 +325,8 @@ class PacketFetcher:
         async with self._semaphore:
             presigned = await self._presigned_url(run_id, which, path)
             response = await self._get(presigned, api=False, what=f"the {which} packet {path!r}")
-            content_type = response.headers.get("content-type", "").split(";", 1)[0].strip()
-            return response.text, content_type or _DEFAULT_TYPE
+            # The download's own type, kept whole, as the SDK keeps it.
+            return response.text, response.headers.get("content-type") or _DEFAULT_TYPE
 
     async def _presigned_url(
         self, run_id: str | None, which: Literal["payload", "output"], path: str

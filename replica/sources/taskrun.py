@@ -451,12 +451,9 @@ class RunMapper:
             raise _bad(label, data_col, data, "a string")
         if ref_col:
             values[ref_col] = None  # set again below while an offloaded packet is not fetched
-        if kind is None and data and data_col == "metadata":
-            kind = "application/json"  # metadata is always JSON (and its type is never skipped)
-        if not data or kind is None:
+        if not data or (kind is None and data_col == "metadata"):
+            # As the SDK leaves them: no packet, and metadata whose type is unknown.
             values[data_col] = None
-            if data:
-                logger.warning("run %s: %s came without a known type: not stored", label, data_col)
         elif kind != STORE_TYPE:
             values[data_col] = self._json(label, data_col, data, kind)
         elif ref_col is None:
@@ -466,7 +463,7 @@ class RunMapper:
             run_id = facts.get("id") or self._stored(key).get("id")
             self._loader.fill((values, data_col, label, run_id), data, fetches)  # type: ignore[arg-type]
 
-    def _json(self, label: str, which: str, data: str, kind: str) -> str | None:
+    def _json(self, label: str, which: str, data: str, kind: str | None) -> str | None:
         def problem(message: str) -> None:
             logger.warning("run %s, %s: %s", label, which, message)
 
