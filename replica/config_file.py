@@ -8,6 +8,7 @@ skip_columns = ["payload"]
 
 [[sync]]
 run = "run_cm0abc"
+stop_on_completion = false     # keep polling after it finished (default: stop 30 s after)
 
 [[sync]]
 electric = "http://localhost:3000"
@@ -42,7 +43,7 @@ else:  # pragma: no cover - Python 3.10
 
 DEFAULT_CONFIG = "replica.toml"
 
-_TRIGGER_KEYS = {"tag", "tags", "run", "batch", "created_at", "skip_columns"}
+_TRIGGER_KEYS = {"tag", "tags", "run", "batch", "created_at", "skip_columns", "stop_on_completion"}
 _ELECTRIC_KEYS = {"electric", "table", "where", "params", "columns", "replica"}
 
 
@@ -119,7 +120,12 @@ def _spec(entry: Mapping[str, Any], where: str) -> FeedSpec:
         raise ConfigError(f"{where} needs exactly one of tag, tags, run, batch")
     skip = tuple(_texts(entry, "skip_columns", where))
     if "run" in entry:
-        return RunSpec(_text(entry, "run", where), skip_columns=skip)
+        stop = entry.get("stop_on_completion", True)
+        if not isinstance(stop, bool):
+            raise ConfigError(f"{where}: stop_on_completion must be true or false")
+        return RunSpec(_text(entry, "run", where), skip_columns=skip, stop_on_completion=stop)
+    if "stop_on_completion" in entry:
+        raise ConfigError(f"{where}: stop_on_completion applies to run entries")
     if "batch" in entry:
         return BatchSpec(_text(entry, "batch", where), skip_columns=skip)
     if "tag" in entry:

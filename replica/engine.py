@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -39,6 +39,7 @@ from replica.protocol import (
     StreamOptions,
 )
 from replica.protocol.backoff import Backoff, BackoffTimer
+from replica.protocol.deadline import within
 from replica.protocol.messages import ChangeMessage
 from replica.store import Store
 from replica.store.database import connect, now_iso
@@ -63,6 +64,8 @@ class Source(Protocol):
     #: What becomes of the table's rows that leave every shape: kept with `detached_at`
     #: (True), deleted (False), or the table's own policy (None).
     keep_detached: bool | None
+    #: Whether the feed ends once `done_polling_at()` has passed (a finished run's feed).
+    stops_on_completion: bool
 
     def table(self, schema: Mapping[str, Mapping[str, Any]] | None) -> TableSpec:
         """The local table this shape fills, given the wire schema (if known yet)."""
@@ -72,6 +75,11 @@ class Source(Protocol):
         self, changes: Sequence[ChangeMessage], table: TableSpec, lookup: Lookup
     ) -> list[RowChange]:
         """Wire changes as local row changes."""
+        ...
+
+    def done_polling_at(self) -> float | None:
+        """When (Unix time) the feed may stop being polled, as far as the rows mapped so far
+        tell; None while it must go on."""
         ...
 
 
@@ -231,9 +239,15 @@ class Engine:
             definition={"label": source.label, "url": source.shape.key},
         )
         shape_id = record.id
+        if source.stops_on_completion and record.state == "complete":
+            # Its run finished (and its grace period passed) before: nothing more will come.
+            progress.state, progress.done = "complete", True
+            log.info("%s: complete; not polled again", source.label)
+            return
         # Trigger.dev feeds fill `runs`; a plain Electric shape's table is made (or grown)
         # from the schema of its first reply, or is already known from an earlier run.
         table: TableSpec | None = self.store.tables.get(source.table_name)
+        complete_at: float | None = None  # a finished run's feed ends then
         while True:
             record = await self._write(self.store.shape, source.key)
             assert record is not None
@@ -246,8 +260,16 @@ class Engine:
                 on_event=lambda event, s=source: self._on_event(s, shape_id, event),
             )
             written = (record.handle, record.offset, time.monotonic())
+            pages = stream.pages()
             try:
-                async for page in stream.pages():
+                while True:
+                    try:
+                        page = await self._next_page(pages, complete_at)
+                    except StopAsyncIteration:
+                        break
+                    except asyncio.TimeoutError:  # the finished run's grace period is over
+                        await self._mark_complete(source, shape_id)
+                        return
                     if _keep_alive(page, written):
                         # Nothing moved: no transaction (idle shapes stay cheap). Only a
                         # shape recovering from a failed request has news: it is live again.
@@ -258,6 +280,10 @@ class Engine:
                     written = (page.position.handle, page.position.offset, time.monotonic())
                     if page.up_to_date:
                         timer.reset()
+                        complete_at = source.done_polling_at()
+                        if complete_at is not None and complete_at <= time.time():
+                            await self._mark_complete(source, shape_id)
+                            return
                         if self.once:
                             break
             except (MalformedResponseError, ApplyError, ProtocolError) as exc:
@@ -277,8 +303,26 @@ class Engine:
                 await self._backing_off(source, shape_id, exc, delay)
                 await asyncio.sleep(delay)
                 continue
+            finally:
+                await pages.aclose()
             progress.done = True
             return
+
+    @staticmethod
+    async def _next_page(pages: AsyncIterator[Batch], complete_at: float | None) -> Batch:
+        """The stream's next page; `asyncio.TimeoutError` (the request in flight cancelled)
+        once `complete_at` has passed."""
+        if complete_at is None:
+            return await anext(pages)
+        return await within(anext(pages), max(0.0, complete_at - time.time()))
+
+    async def _mark_complete(self, source: Source, shape_id: int) -> None:
+        progress = self.progress[source.key]
+        progress.state, progress.error, progress.done = "complete", None, True
+        await self._write(self.store.set_status, shape_id, "complete")
+        log.info("%s: the run finished; no longer polled", source.label)
+        if self.on_state is not None:
+            self.on_state()
 
     async def _apply(
         self, source: Source, shape_id: int, page: Batch, table: TableSpec | None

@@ -51,13 +51,19 @@ def tag(
 def run_feed(
     run_id: str,
     *,
+    stop_on_completion: bool = True,
     skip_columns: Sequence[str] = (),
     token: str | None = None,
     api_url: str | None = None,
     branch: str | None = None,
 ) -> Feed:
-    """One run (`run_...`)."""
-    spec = RunSpec(run_id, skip_columns=check_skip_columns(skip_columns))
+    """One run (`run_...`), no longer polled 30 s after it finished (as the SDK's
+    `subscribeToRun`) unless `stop_on_completion=False`."""
+    spec = RunSpec(
+        run_id,
+        skip_columns=check_skip_columns(skip_columns),
+        stop_on_completion=stop_on_completion,
+    )
     return _trigger(spec, token=token, api_url=api_url, branch=branch)
 
 

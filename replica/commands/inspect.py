@@ -45,7 +45,8 @@ def status(db_path: str, as_json: bool) -> None:
     ).fetchall()
     if WriterLock.holder(db_path) is None:
         # Nobody follows these shapes right now: say so rather than show a stale "live".
-        rows = [(*row[:3], row[3] if row[3] == "failed" else "stopped", *row[4:]) for row in rows]
+        kept = ("failed", "complete")  # states that stay true without a sync running
+        rows = [(*row[:3], row[3] if row[3] in kept else "stopped", *row[4:]) for row in rows]
     consumers = consumer_entries(conn)
     if as_json:
         # One array: the shapes as before, then the durable consumers (kind "consumer").

@@ -33,6 +33,7 @@ skip_columns = ["payload", "output"]
 
 [[sync]]
 run = "run_cm0abc..."
+stop_on_completion = false   # keep polling once it finished (default: stop 30 s after)
 
 [[sync]]
 batch = "batch_cm0xyz..."

@@ -78,6 +78,13 @@ class SyncFailedError(ReplicaError):
     "from now on).",
 )
 @click.option(
+    "--stop-on-completion/--no-stop-on-completion",
+    default=True,
+    show_default=True,
+    help="Stop polling a --run 30 s after its run finished (as the SDK's subscribeToRun), "
+    "freeing its realtime slot; status shows it complete.",
+)
+@click.option(
     "--skip-column",
     "skip_columns",
     multiple=True,
@@ -160,6 +167,7 @@ def sync(
     runs: Sequence[str],
     batches: Sequence[str],
     created_at: str | None,
+    stop_on_completion: bool,
     skip_columns: Sequence[str],
     api_url: str,
     token_file: str | None,
@@ -193,6 +201,7 @@ def sync(
             runs=runs,
             batches=batches,
             created_at=created_at,
+            stop_on_completion=stop_on_completion,
             skip_columns=skip_columns,
             electric_url=electric_url,
             table=table,
@@ -240,6 +249,7 @@ def _command_line_specs(
     runs: Sequence[str],
     batches: Sequence[str],
     created_at: str | None,
+    stop_on_completion: bool,
     skip_columns: Sequence[str],
     electric_url: str | None,
     table: str | None,
@@ -267,7 +277,10 @@ def _command_line_specs(
         raise click.UsageError("--created-at and --skip-column apply to --tag/--run/--batch")
     skip = column_names(skip_columns)
     specs += [TagSpec(tag_names(v), created_at=created_at, skip_columns=skip) for v in tags]
-    specs += [RunSpec(run_id.strip(), skip_columns=skip) for run_id in runs]
+    specs += [
+        RunSpec(run_id.strip(), skip_columns=skip, stop_on_completion=stop_on_completion)
+        for run_id in runs
+    ]
     specs += [BatchSpec(batch_id.strip(), skip_columns=skip) for batch_id in batches]
     return specs
 

@@ -220,6 +220,7 @@ class ElectricSource:
     """A plain Electric shape materialised into a local table of the same name."""
 
     kind = "electric"
+    stops_on_completion = False
 
     def __init__(
         self, shape: ShapeDefinition, label: str, keep_detached: bool | None = None
@@ -246,3 +247,7 @@ class ElectricSource:
         if self._mapper is None or self._mapper.spec is not table:
             self._mapper = ElectricMapper(table)
         return self._mapper.map(changes)
+
+    def done_polling_at(self) -> float | None:
+        """A shape is followed for as long as the sync runs."""
+        return None

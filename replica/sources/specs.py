@@ -61,10 +61,12 @@ class TagSpec:
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One run (`run_...`)."""
+    """One run (`run_...`), polled until 30 s after it finished unless not
+    `stop_on_completion` (as the SDK's `subscribeToRun`)."""
 
     run_id: str
     skip_columns: tuple[str, ...] = ()
+    stop_on_completion: bool = True
 
     kind: ClassVar[str] = "run"
 

@@ -8,6 +8,7 @@ a `label` for humans, the `shape` to request and the local table it fills.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,14 +20,22 @@ from replica.protocol.messages import ChangeMessage
 from replica.protocol.shape import ShapeDefinition
 from replica.sources.electric import ElectricSource
 from replica.sources.packets import PacketFetcher
-from replica.sources.specs import ElectricSpec, FeedSpec
+from replica.sources.specs import ElectricSpec, FeedSpec, RunSpec
 from replica.sources.taskrun import RunMapper
 from replica.sources.trigger import TriggerConfig
 from replica.tables import RUNS, RowChange, TableSpec
 
+#: How long a finished run is still polled: late writes (its error, metadata, cost) arrive
+#: in that grace period. The SDK's `subscribeToRun` stops 30 s after the run finished, too.
+COMPLETION_GRACE = 30.0
+
 
 class RunSource:
-    """A Trigger.dev run feed (one run, a tag set, or a batch) filling `runs`."""
+    """A Trigger.dev run feed (one run, a tag set, or a batch) filling `runs`.
+
+    A feed of one run with `stops_on_completion` need not be polled once its run has
+    finished: `finished_at` says since when (Unix time), as soon as a mapped page says so.
+    """
 
     table_name = RUNS.name
 
@@ -38,12 +47,15 @@ class RunSource:
         packets: PacketFetcher | None,
         *,
         keep_detached: bool | None = None,
+        stops_on_completion: bool = False,
     ) -> None:
         self.kind = kind
         self.keep_detached = keep_detached  # None: the table's policy (runs are kept)
         self.label = label
         self.shape = shape
         self.key = shape.key
+        self.stops_on_completion = stops_on_completion
+        self.finished_at: float | None = None
         self._packets = packets
         self._mapper: RunMapper | None = None
 
@@ -56,7 +68,28 @@ class RunSource:
         if self._mapper is None:
             # Partial updates may need the stored packet types of a run.
             self._mapper = RunMapper(self._packets, lambda key: lookup(RUNS.name, key))
-        return await self._mapper.map(changes)
+        rows = await self._mapper.map(changes)
+        if self.stops_on_completion:
+            for row in rows:
+                finished = row.values.get("finished_at")
+                if finished:
+                    self.finished_at = _unix_time(finished)
+        return rows
+
+    def done_polling_at(self) -> float | None:
+        """When (Unix time) the feed may stop being polled; None while it must go on."""
+        if self.finished_at is None:
+            return None
+        return self.finished_at + COMPLETION_GRACE
+
+
+def _unix_time(iso: str) -> float:
+    """Unix time of a `runs` timestamp (`2026-08-20T09:14:03.512Z`)."""
+    return (
+        dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ")
+        .replace(tzinfo=dt.timezone.utc)
+        .timestamp()
+    )
 
 
 @dataclass(frozen=True)
@@ -112,6 +145,7 @@ def sources_for(
                 spec.shape(config),
                 fetchers[config],
                 keep_detached=feed.keep_detached,
+                stops_on_completion=isinstance(spec, RunSpec) and spec.stop_on_completion,
             )
         )
     return sources
