@@ -29,6 +29,7 @@ from replica.errors import (
     RetriesExhaustedError,
     UpstreamError,
 )
+from replica.iso_time import iso, now_iso, unix_time
 from replica.notify.retention import Retention
 from replica.protocol import (
     Batch,
@@ -41,8 +42,8 @@ from replica.protocol import (
 from replica.protocol.backoff import Backoff, BackoffTimer
 from replica.protocol.deadline import within
 from replica.protocol.messages import ChangeMessage
-from replica.store import Store
-from replica.store.database import connect, now_iso
+from replica.store import ShapeRecord, Store
+from replica.store.database import connect
 from replica.store.sql import ident
 from replica.tables import RowChange, TableSpec
 
@@ -66,6 +67,9 @@ class Source(Protocol):
     keep_detached: bool | None
     #: Whether the feed ends once `done_polling_at()` has passed (a finished run's feed).
     stops_on_completion: bool
+    #: Whether the server keeps the shape's window (a tag feed's created-at instant) only for
+    #: some days after making its handle: then an older position is not resumed.
+    windowed: bool
 
     def table(self, schema: Mapping[str, Mapping[str, Any]] | None) -> TableSpec:
         """The local table this shape fills, given the wire schema (if known yet)."""
@@ -96,6 +100,12 @@ class ShapeProgress:
     done: bool = False
 
 
+#: A windowed feed (a Trigger.dev tag feed) holding one handle longer than this starts over
+#: with a fresh window. Trigger.dev keeps a handle's window about a week (stale up to two):
+#: once it forgets it, the shape silently becomes every run with the tags, ever.
+RESUME_WITHIN = 3 * 24 * 3600.0
+
+
 #: With `once`, a shape whose requests keep failing (an unreachable upstream, bad data) is
 #: given up after these retries, so that a `replica sync --once` in a script ends; a sync
 #: that follows its shapes retries for as long as it runs.
@@ -107,7 +117,9 @@ class Engine:
 
     `store` must be a writer `Store`; the engine only touches it from its writer thread.
     A shape fails (and stops) when the upstream refuses it (4xx), its certificate cannot be
-    verified, or, with `once`, when it keeps failing after `ONCE_BACKOFF`'s retries.
+    verified, or, with `once`, when it keeps failing after `ONCE_BACKOFF`'s retries. A
+    windowed feed (a tag feed) holding one handle for more than `resume_within` seconds
+    starts over with a fresh window (rows stay until the new snapshot replaces them).
     `on_commit(last_seq)` is called on the event loop after each commit that logged changes
     (e.g. `Replica.notify_committed`, so same-process callbacks run at once); `retention`
     decides when the change log is pruned (default: `Retention()`, 7 days).
@@ -119,6 +131,7 @@ class Engine:
         client: httpx.AsyncClient,
         *,
         once: bool = False,
+        resume_within: float = RESUME_WITHIN,
         options: StreamOptions | None = None,
         retry: Backoff | None = None,
         on_commit: Callable[[int], None] | None = None,
@@ -127,6 +140,7 @@ class Engine:
         self.store = store
         self.client = client
         self.once = once
+        self.resume_within = resume_within
         base = options or StreamOptions(backoff=ONCE_BACKOFF if once else Backoff())
         self.options = StreamOptions(**{**base.__dict__, "live": not once})
         self.retry = retry or (ONCE_BACKOFF if once else Backoff(initial=1.0, maximum=60.0))
@@ -249,8 +263,8 @@ class Engine:
         table: TableSpec | None = self.store.tables.get(source.table_name)
         complete_at: float | None = None  # a finished run's feed ends then
         while True:
-            record = await self._write(self.store.shape, source.key)
-            assert record is not None
+            record = await self._resumable(source, shape_id)
+            restart_at = self._restart_at(source, record.handle_since)
             position = Position.from_dict(record.position) if record.position else Position()
             stream = ShapeStream(
                 source.shape,
@@ -261,15 +275,19 @@ class Engine:
             )
             written = (record.handle, record.offset, time.monotonic())
             pages = stream.pages()
+            restart = False
             try:
                 while True:
                     try:
-                        page = await self._next_page(pages, complete_at)
+                        page = await self._next_page(pages, _earliest(complete_at, restart_at))
                     except StopAsyncIteration:
                         break
-                    except asyncio.TimeoutError:  # the finished run's grace period is over
-                        await self._mark_complete(source, shape_id)
-                        return
+                    except asyncio.TimeoutError:
+                        if complete_at is not None and complete_at <= time.time():
+                            await self._mark_complete(source, shape_id)  # grace period over
+                            return
+                        restart = True  # the handle is too old to be trusted any more
+                        break
                     if _keep_alive(page, written):
                         # Nothing moved: no transaction (idle shapes stay cheap). Only a
                         # shape recovering from a failed request has news: it is live again.
@@ -277,6 +295,8 @@ class Engine:
                         await self._now_in(progress, shape_id, "live")
                         continue
                     table = await self._apply(source, shape_id, page, table)
+                    if page.position.handle != written[0]:
+                        restart_at = self._restart_at(source, now_iso())
                     written = (page.position.handle, page.position.offset, time.monotonic())
                     if page.up_to_date:
                         timer.reset()
@@ -305,16 +325,41 @@ class Engine:
                 continue
             finally:
                 await pages.aclose()
+            if restart:
+                continue
             progress.done = True
             return
 
     @staticmethod
-    async def _next_page(pages: AsyncIterator[Batch], complete_at: float | None) -> Batch:
+    async def _next_page(pages: AsyncIterator[Batch], deadline: float | None) -> Batch:
         """The stream's next page; `asyncio.TimeoutError` (the request in flight cancelled)
-        once `complete_at` has passed."""
-        if complete_at is None:
+        once `deadline` (Unix time) has passed."""
+        if deadline is None:
             return await anext(pages)
-        return await within(anext(pages), max(0.0, complete_at - time.time()))
+        return await within(anext(pages), max(0.0, deadline - time.time()))
+
+    async def _resumable(self, source: Source, shape_id: int) -> ShapeRecord:
+        """The shape as stored, its position forgotten first if it is too old to resume
+        (a windowed feed whose server may have forgotten the window: see `resume_within`)."""
+        record = await self._write(self.store.shape, source.key)
+        assert record is not None
+        restart_at = self._restart_at(source, record.handle_since)
+        if record.handle and restart_at is not None and restart_at <= time.time():
+            log.info(
+                "%s: its position is more than %s old; starting over with a fresh window",
+                source.label,
+                _days(self.resume_within),
+            )
+            await self._write(self.store.forget_position, shape_id)
+            record = await self._write(self.store.shape, source.key)
+            assert record is not None
+        return record
+
+    def _restart_at(self, source: Source, handle_since: str | None) -> float | None:
+        """When a windowed feed holding its handle since `handle_since` starts over."""
+        if not source.windowed or handle_since is None:
+            return None
+        return unix_time(handle_since) + self.resume_within
 
     async def _mark_complete(self, source: Source, shape_id: int) -> None:
         progress = self.progress[source.key]
@@ -395,7 +440,7 @@ class Engine:
             if event.status == 429:
                 message = f"subscription limit reached, retrying in {event.delay:.0f} s"
                 log.warning("%s: %s", source.label, message)
-            retry_at = _iso_in(event.delay)
+            retry_at = iso(time.time() + event.delay)
             if progress is not None:
                 progress.state = "backing-off"
                 progress.error = message
@@ -425,7 +470,7 @@ class Engine:
             shape_id,
             "backing-off",
             error=str(exc),
-            next_retry_at=_iso_in(delay),
+            next_retry_at=iso(time.time() + delay),
         )
 
     async def _fail(self, source: Source, shape_id: int, exc: ReplicaError) -> None:
@@ -467,6 +512,15 @@ class Engine:
         return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
 
 
+def _earliest(*times: float | None) -> float | None:
+    known = [t for t in times if t is not None]
+    return min(known) if known else None
+
+
+def _days(seconds: float) -> str:
+    return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds:g} s"
+
+
 #: Wire changes mapped at a time (see `Engine._map`).
 MAP_SLICE = 500
 
@@ -487,14 +541,9 @@ def _keep_alive(page: Any, written: tuple[str | None, str, float]) -> bool:
     )
 
 
-def _iso_in(seconds: float) -> str:
-    t = time.time() + seconds
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
-
-
 def _log_task_error(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("status update failed: %s", task.exception())
 
 
-__all__ = ["Engine", "ShapeProgress", "Source", "now_iso"]
+__all__ = ["Engine", "ShapeProgress", "Source"]

@@ -27,11 +27,12 @@ from replica.commands.common import logging_options, render_table
 from replica.devserver.server import DevServer
 from replica.engine import Engine
 from replica.errors import DatabaseError
+from replica.iso_time import now_iso
 from replica.sources.specs import TagSpec
 from replica.sources.subscriptions import Feed, sources_for
 from replica.sources.trigger import TriggerConfig
 from replica.store import Store
-from replica.store.database import WriterLock, connect, now_iso
+from replica.store.database import WriterLock, connect
 
 DEMO_TAG = "user:1234"
 COLUMNS = ("run", "task", "status", "progress", "duration")

@@ -21,6 +21,7 @@ from replica.commands.progress import Progress
 from replica.config_file import DEFAULT_CONFIG
 from replica.engine import Engine
 from replica.errors import ReplicaError
+from replica.notify.retention import parse_duration
 from replica.protocol.transport import ShardedTransport
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
 from replica.sources.specs import (
@@ -148,6 +149,14 @@ class SyncFailedError(ReplicaError):
     help="Subscriptions file, re-read when it changes (default: ./replica.toml if it exists).",
 )
 @click.option(
+    "--resume-within",
+    default="3d",
+    show_default=True,
+    metavar="DURATION",
+    help="Start a tag feed over (a fresh created-at window, no rows lost meanwhile) once it "
+    "has held its position this long: Trigger.dev forgets a feed's window after about a week.",
+)
+@click.option(
     "--keep-others",
     is_flag=True,
     help="Keep the rows of shapes this command no longer names (by default a shape "
@@ -180,6 +189,7 @@ def sync(
     replica_mode: str | None,
     detached: str | None,
     config_path: str | None,
+    resume_within: str,
     keep_others: bool,
     once: bool,
     insecure: bool,
@@ -225,6 +235,7 @@ def sync(
         )
         if any(not isinstance(s, ElectricSpec) for s in specs) or (config and config.needs_token):
             plan.trigger()  # a missing or bad token fails now
+        resume_seconds = parse_duration(resume_within).total_seconds()
     except ReplicaError as exc:
         raise click.UsageError(str(exc)) from None
     if not specs and not (config and config.feeds):
@@ -237,7 +248,14 @@ def sync(
     # write in progress (a migration) rolls back.
     signal.signal(signal.SIGTERM, _stop_before_start)
     failed = asyncio.run(
-        _run(db_path, plan, once=once, verify=not insecure, keep_others=keep_others)
+        _run(
+            db_path,
+            plan,
+            once=once,
+            verify=not insecure,
+            keep_others=keep_others,
+            resume_within=resume_seconds,
+        )
     )
     if failed:
         raise SyncFailedError.naming(failed)
@@ -330,7 +348,13 @@ class _Plan:
 
 
 async def _run(
-    db_path: str, plan: _Plan, *, once: bool, verify: bool, keep_others: bool
+    db_path: str,
+    plan: _Plan,
+    *,
+    once: bool,
+    verify: bool,
+    keep_others: bool,
+    resume_within: float,
 ) -> dict[str, ReplicaError]:
     """Sync until done or stopped; the subscriptions that failed (label -> error)."""
     timeout = httpx.Timeout(60.0, connect=10.0)
@@ -340,7 +364,7 @@ async def _run(
     async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
         sources = sources_for(plan.feeds(), client)
         with Store(db_path) as store:
-            engine = Engine(store, client, once=once)
+            engine = Engine(store, client, once=once, resume_within=resume_within)
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, _stopper(engine, sig))

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from replica.errors import ReplicaError
-from replica.store.database import now_iso
+from replica.iso_time import now_iso
 
 log = logging.getLogger(__name__)
 

@@ -221,6 +221,7 @@ class ElectricSource:
 
     kind = "electric"
     stops_on_completion = False
+    windowed = False
 
     def __init__(
         self, shape: ShapeDefinition, label: str, keep_detached: bool | None = None

@@ -8,7 +8,6 @@ a `label` for humans, the `shape` to request and the local table it fills.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import httpx
 
 from replica.errors import ShapeDefinitionError
+from replica.iso_time import unix_time
 from replica.protocol.messages import ChangeMessage
 from replica.protocol.shape import ShapeDefinition
 from replica.sources.electric import ElectricSource
@@ -55,6 +55,9 @@ class RunSource:
         self.shape = shape
         self.key = shape.key
         self.stops_on_completion = stops_on_completion
+        # Trigger.dev keeps a tag feed's created-at window only some days after making its
+        # handle (see Engine's resume_within).
+        self.windowed = kind == "tag"
         self.finished_at: float | None = None
         self._packets = packets
         self._mapper: RunMapper | None = None
@@ -73,7 +76,7 @@ class RunSource:
             for row in rows:
                 finished = row.values.get("finished_at")
                 if finished:
-                    self.finished_at = _unix_time(finished)
+                    self.finished_at = unix_time(finished)
         return rows
 
     def done_polling_at(self) -> float | None:
@@ -81,15 +84,6 @@ class RunSource:
         if self.finished_at is None:
             return None
         return self.finished_at + COMPLETION_GRACE
-
-
-def _unix_time(iso: str) -> float:
-    """Unix time of a `runs` timestamp (`2026-08-20T09:14:03.512Z`)."""
-    return (
-        dt.datetime.strptime(iso, "%Y-%m-%dT%H:%M:%S.%fZ")
-        .replace(tzinfo=dt.timezone.utc)
-        .timestamp()
-    )
 
 
 @dataclass(frozen=True)

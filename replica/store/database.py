@@ -6,12 +6,12 @@ import contextlib
 import logging
 import os
 import sqlite3
-import time
 from importlib import resources
 from pathlib import Path
 from urllib.parse import quote
 
 from replica.errors import DatabaseError, DatabaseLockedError
+from replica.iso_time import now_iso
 
 log = logging.getLogger(__name__)
 
@@ -19,12 +19,6 @@ log = logging.getLogger(__name__)
 BUSY_TIMEOUT_MS = 10_000
 
 _MIGRATION_TABLE = "_replica_migrations"
-
-
-def now_iso() -> str:
-    """The current UTC time as `YYYY-MM-DDTHH:MM:SS.sssZ`."""
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t * 1000) % 1000:03d}Z"
 
 
 def _schema_dir() -> Path:

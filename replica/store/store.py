@@ -20,9 +20,10 @@ from typing import Any
 import orjson
 
 from replica.errors import ApplyError, DatabaseError
+from replica.iso_time import now_iso
 from replica.store import sql
 from replica.store.apply import TableWriter
-from replica.store.database import WriterLock, connect, migrate, now_iso
+from replica.store.database import WriterLock, connect, migrate
 from replica.store.table_specs import create_table, grow_table, spec_from_json, spec_to_json
 from replica.tables import RUNS, Column, RowChange, TableSpec
 
@@ -30,7 +31,8 @@ log = logging.getLogger(__name__)
 
 _SHAPE_COLUMNS = (
     'id, key, kind, target, definition, handle, "offset", position, phase, generation, '
-    "state, rows, last_up_to_date, last_error, next_retry_at, created_at, updated_at"
+    "state, rows, last_up_to_date, last_error, next_retry_at, created_at, updated_at, "
+    "handle_since"
 )
 
 
@@ -55,6 +57,7 @@ class ShapeRecord:
     next_retry_at: str | None
     created_at: str
     updated_at: str
+    handle_since: str | None  # when the current handle was first written
 
     @classmethod
     def from_row(cls, row: Sequence[Any]) -> ShapeRecord:
@@ -239,7 +242,8 @@ class Store:
             self._drop_pending(shape_id)
             cursor = self.conn.execute(
                 "UPDATE _replica_shapes SET handle = NULL, \"offset\" = '-1', position = NULL, "
-                "phase = 'snapshot', generation = generation + 1, state = 'initial', "
+                "handle_since = NULL, phase = 'snapshot', generation = generation + 1, "
+                "state = 'initial', "
                 f"updated_at = ? {where}",
                 (now_iso(), *params),
             )
@@ -300,12 +304,14 @@ class Store:
                     rows = self.conn.execute(
                         "SELECT count(*) FROM _replica_members WHERE shape_id = ?", (shape_id,)
                     ).fetchone()[0]
+            handle = position.get("handle")
             self.conn.execute(
                 'UPDATE _replica_shapes SET handle = ?, "offset" = ?, position = ?, phase = ?, '
                 "generation = ?, rows = ?, updated_at = ?, "
-                "last_up_to_date = CASE WHEN ? THEN ? ELSE last_up_to_date END WHERE id = ?",
+                "last_up_to_date = CASE WHEN ? THEN ? ELSE last_up_to_date END, "
+                "handle_since = CASE WHEN handle IS ? THEN handle_since ELSE ? END WHERE id = ?",
                 (
-                    position.get("handle"),
+                    handle,
                     str(position.get("offset", "-1")),
                     orjson.dumps(dict(position)).decode(),
                     phase,
@@ -314,6 +320,8 @@ class Store:
                     now,
                     up_to_date,
                     now,
+                    handle,
+                    now if handle else None,
                     shape_id,
                 ),
             )

@@ -41,7 +41,6 @@ from tests.support.scripted_server import Reply, Request, ScriptedServer
         ("{not json", "text/plain", "{not json"),
         ("<xml/>", "application/xml", "<xml/>"),
         ("run_x/payload.json", "application/store", "run_x/payload.json"),
-        ('{"a": 1}', None, '{"a": 1}'),
     ],
 )
 def test_decode_packet(data: str, kind: str | None, expected: Any) -> None:
