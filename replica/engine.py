@@ -529,14 +529,17 @@ KEEP_ALIVE_REFRESH = 300.0
 
 
 def _keep_alive(page: Any, written: tuple[str | None, str, float]) -> bool:
-    """An empty live reply that leaves the shape where it was last written: only its cursor
-    changed, which need not be durable (a resumed stream works with an older one)."""
+    """An empty live reply on the written handle: nothing to write now, even if its offset
+    moved (Trigger.dev's native backend gives every empty poll a new one). The stream asks
+    on from the new offset; it is stored with the next real change, or with the next empty
+    reply once `KEEP_ALIVE_REFRESH` has passed. Resuming from the older offset after a crash
+    reads the same nothing again."""
     return (
         page.live
         and page.up_to_date
         and not page.changes
         and not page.reset
-        and (page.position.handle, page.position.offset) == written[:2]
+        and page.position.handle == written[0]
         and time.monotonic() - written[2] < KEEP_ALIVE_REFRESH
     )
 

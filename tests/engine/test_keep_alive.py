@@ -1,4 +1,5 @@
-"""Quiet shapes cost no transactions: empty live replies that move nothing are not written."""
+"""Quiet shapes cost no transactions: empty live replies are not written, even when their
+offset moved (the native backend's empty polls), until a real change or a refresh is due."""
 
 from __future__ import annotations
 
@@ -18,15 +19,15 @@ def _page(offset: str = "5_0", *, changes: list[RowChange] | None = None, **flag
     return Batch(changes or [], position, **options)  # type: ignore[arg-type]
 
 
-def test_an_empty_live_reply_at_the_written_position_is_skipped() -> None:
+@pytest.mark.parametrize("offset", ["5_0", "6_0"])
+def test_an_empty_live_reply_on_the_written_handle_is_skipped(offset: str) -> None:
     written = ("h1", "5_0", time.monotonic())
-    assert engine._keep_alive(_page(), written)
+    assert engine._keep_alive(_page(offset), written)
 
 
 @pytest.mark.parametrize(
     "page",
     [
-        _page("6_0"),  # the offset moved
         _page(changes=[RowChange("delete", "k")]),  # changes
         _page(reset=True),
         _page(live=False),  # the initial sync's up-to-date is always written
@@ -35,6 +36,10 @@ def test_an_empty_live_reply_at_the_written_position_is_skipped() -> None:
 )
 def test_anything_else_is_written(page: Batch) -> None:
     assert not engine._keep_alive(page, ("h1", "5_0", time.monotonic()))
+
+
+def test_a_new_handle_is_written() -> None:
+    assert not engine._keep_alive(_page(), ("h0", "5_0", time.monotonic()))
 
 
 def test_a_quiet_position_is_still_refreshed_now_and_then() -> None:
