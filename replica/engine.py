@@ -86,6 +86,11 @@ class Source(Protocol):
         tell; None while it must go on."""
         ...
 
+    def left_behind(self, handle: str | None, handle_since: float) -> tuple[str, str] | None:
+        """Rows that have left the shape though the server never said so: `(column, value)`
+        names those whose column is below value; None if none can have."""
+        ...
+
 
 @dataclass
 class ShapeProgress:
@@ -264,7 +269,9 @@ class Engine:
         complete_at: float | None = None  # a finished run's feed ends then
         while True:
             record = await self._resumable(source, shape_id)
-            restart_at = self._restart_at(source, record.handle_since)
+            handle_since = record.handle_since
+            restart_at = self._restart_at(source, handle_since)
+            swept = 0.0  # when rows left behind were last looked for
             position = Position.from_dict(record.position) if record.position else Position()
             stream = ShapeStream(
                 source.shape,
@@ -288,6 +295,9 @@ class Engine:
                             return
                         restart = True  # the handle is too old to be trusted any more
                         break
+                    if time.monotonic() - swept > LEFT_BEHIND_EVERY and page.up_to_date:
+                        swept = time.monotonic()
+                        await self._let_go_of_left_behind(source, shape_id, page, handle_since)
                     if _keep_alive(page, written):
                         # Nothing moved: no transaction (idle shapes stay cheap). Only a
                         # shape recovering from a failed request has news: it is live again.
@@ -296,7 +306,8 @@ class Engine:
                         continue
                     table = await self._apply(source, shape_id, page, table)
                     if page.position.handle != written[0]:
-                        restart_at = self._restart_at(source, now_iso())
+                        handle_since = now_iso()
+                        restart_at = self._restart_at(source, handle_since)
                     written = (page.position.handle, page.position.offset, time.monotonic())
                     if page.up_to_date:
                         timer.reset()
@@ -337,6 +348,19 @@ class Engine:
         if deadline is None:
             return await anext(pages)
         return await within(anext(pages), max(0.0, deadline - time.time()))
+
+    async def _let_go_of_left_behind(
+        self, source: Source, shape_id: int, page: Batch, handle_since: str | None
+    ) -> None:
+        """Let go of rows that left the shape unannounced (runs that aged out of the native
+        backend's moving window), so readers see them detached rather than stale."""
+        since = unix_time(handle_since) if handle_since else time.time()
+        behind = source.left_behind(page.position.handle, since)
+        if behind is None:
+            return
+        gone = await self._write(self.store.let_go_older, shape_id, *behind)
+        if gone:
+            log.info("%s: %d row(s) left the window; let go of", source.label, gone)
 
     async def _resumable(self, source: Source, shape_id: int) -> ShapeRecord:
         """The shape as stored, its position forgotten first if it is too old to resume
@@ -520,6 +544,9 @@ def _earliest(*times: float | None) -> float | None:
 def _days(seconds: float) -> str:
     return f"{seconds / 86400:g} days" if seconds >= 86400 else f"{seconds:g} s"
 
+
+#: How often (s) a following shape looks for rows that left it unannounced.
+LEFT_BEHIND_EVERY = 60.0
 
 #: Wire changes mapped at a time (see `Engine._map`).
 MAP_SLICE = 500

@@ -252,3 +252,7 @@ class ElectricSource:
     def done_polling_at(self) -> float | None:
         """A shape is followed for as long as the sync runs."""
         return None
+
+    def left_behind(self, handle: str | None, handle_since: float) -> tuple[str, str] | None:
+        """Electric says when a row leaves a shape: none is ever left behind."""
+        return None

@@ -8,6 +8,7 @@ a `label` for humans, the `shape` to request and the local table it fills.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -15,14 +16,14 @@ from typing import Any
 import httpx
 
 from replica.errors import ShapeDefinitionError
-from replica.iso_time import unix_time
+from replica.iso_time import iso, unix_time
 from replica.protocol.messages import ChangeMessage
 from replica.protocol.shape import ShapeDefinition
 from replica.sources.electric import ElectricSource
 from replica.sources.packets import PacketFetcher
 from replica.sources.specs import ElectricSpec, FeedSpec, RunSpec
 from replica.sources.taskrun import RunMapper
-from replica.sources.trigger import TriggerConfig
+from replica.sources.trigger import TriggerConfig, native_window_start, window_seconds
 from replica.tables import RUNS, RowChange, TableSpec
 
 #: How long a finished run is still polled: late writes (its error, metadata, cost) arrive
@@ -58,6 +59,7 @@ class RunSource:
         # Trigger.dev keeps a tag feed's created-at window only some days after making its
         # handle (see Engine's resume_within).
         self.windowed = kind == "tag"
+        self._window = window_seconds(shape.params.get("createdAt"))
         self.finished_at: float | None = None
         self._packets = packets
         self._mapper: RunMapper | None = None
@@ -84,6 +86,16 @@ class RunSource:
         if self.finished_at is None:
             return None
         return self.finished_at + COMPLETION_GRACE
+
+    def left_behind(self, handle: str | None, handle_since: float) -> tuple[str, str] | None:
+        """Rows that left the shape without a delete: `(column, value)`, the rows whose
+        column is below value. A tag feed of the native backend, whose window moves, leaves
+        behind the runs created before the window's start (two minutes of slack for the
+        server's bucketing and clocks apart)."""
+        if self.kind != "tag":
+            return None
+        start = native_window_start(handle, handle_since, self._window, time.time())
+        return None if start is None else ("created_at", iso(start - 120))
 
 
 @dataclass(frozen=True)

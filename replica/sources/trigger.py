@@ -294,6 +294,45 @@ def check_tags(tags: Sequence[str] | str) -> tuple[str, ...]:
     return names
 
 
+#: Seconds per unit of a `created_at` duration.
+_UNIT_SECONDS: Final = {"w": 604800, "d": 86400, "hr": 3600, "h": 3600, "m": 60, "s": 1}
+#: The widest window a tag feed gets from Trigger.dev unless it says otherwise
+#: (`REALTIME_MAXIMUM_CREATED_AT_FILTER_AGE_IN_MS`), and its default window.
+DEFAULT_WINDOW: Final = 24 * 3600.0
+#: Tag-feed handles of Trigger.dev's native realtime backend pin the window's start (ms).
+_NATIVE_TAG_HANDLE = re.compile(r"runs_([0-9]+)_")
+
+
+def window_seconds(created_at: str | None) -> float:
+    """The span of a tag feed's window: its `created_at` duration, else the default 24 h."""
+    if created_at is None:
+        return DEFAULT_WINDOW
+    return float(
+        sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _DURATION_PART_RE.findall(created_at))
+    )
+
+
+def native_window_start(
+    handle: str | None, handle_since: float, window: float, now: float
+) -> float | None:
+    """Where the window of a native-backend tag feed starts now (Unix time), or None for a
+    handle of the Electric backend, whose window stays where it began.
+
+    The native backend pins the start in the handle (`runs_<ms>_...`) and then clamps it to
+    `now - max age` on every poll, so the window moves and runs created before its start stop
+    being tracked, with no delete. The max age is the server's; the handle tells it when the
+    server capped the asked-for `window` (made at `handle_since`), else it is the larger of
+    the window and the default 24 h."""
+    match = _NATIVE_TAG_HANDLE.match(handle or "")
+    if match is None:
+        return None
+    pinned = int(match.group(1)) / 1000
+    granted = handle_since - pinned  # the window the server gave when it made the handle
+    capped = granted < window - 120  # (a minute of bucketing, a minute of slack)
+    max_age = granted if capped else max(window, DEFAULT_WINDOW)
+    return max(pinned, now - max_age)
+
+
 def tag_shape(
     config: TriggerConfig,
     tags: Sequence[str] | str,

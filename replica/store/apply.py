@@ -266,19 +266,34 @@ class TableWriter:
 
     def sweep(self, shape_id: int, generation: int) -> int:
         """After a snapshot: let go of rows this shape held before but not in it."""
+        return self._let_go(shape_id, "m.generation < ?", [generation])
+
+    def let_go_older(self, shape_id: int, column: str, before: str) -> int:
+        """Let go of the rows this shape holds whose `column` is below `before` (rows that
+        left the shape without the server saying so)."""
+        return self._let_go(
+            shape_id,
+            f"m.key IN (SELECT {self.key} FROM {self.table} WHERE {sql.ident(column)} < ?)",
+            [before],
+        )
+
+    def _let_go(self, shape_id: int, condition: str, params: list[Any]) -> int:
+        """Drop the memberships of this shape matching `condition` (over `m`, the
+        membership), then detach or delete the rows no shape holds any more."""
         conn = self.conn
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS _replica_gone (key)")
         conn.execute("DELETE FROM temp._replica_gone")
         conn.execute(
-            "INSERT INTO temp._replica_gone SELECT key FROM _replica_members "
-            "WHERE shape_id = ? AND tbl = ? AND generation < ?",
-            (shape_id, self.spec.name, generation),
+            "INSERT INTO temp._replica_gone SELECT m.key FROM _replica_members AS m "
+            f"WHERE m.shape_id = ? AND m.tbl = ? AND {condition}",
+            [shape_id, self.spec.name, *params],
         )
         gone = conn.execute("SELECT count(*) FROM temp._replica_gone").fetchone()[0]
         if gone:
             conn.execute(
-                "DELETE FROM _replica_members WHERE shape_id = ? AND tbl = ? AND generation < ?",
-                (shape_id, self.spec.name, generation),
+                "DELETE FROM _replica_members WHERE shape_id = ? AND tbl = ? "
+                "AND key IN (SELECT key FROM temp._replica_gone)",
+                (shape_id, self.spec.name),
             )
             self.release(None, detached_at=None)
         conn.execute("DELETE FROM temp._replica_gone")

@@ -258,6 +258,19 @@ class Store:
             self._drop_pending(shape_id)
             self.conn.execute("DELETE FROM _replica_shapes WHERE id = ?", (shape_id,))
 
+    def let_go_older(self, shape_id: int, column: str, before: str) -> int:
+        """Let go of the rows a shape holds whose `column` is below `before` (e.g. runs that
+        aged out of a moving window, which the server drops without a delete): detached or
+        deleted as when they leave the shape. Returns how many it let go of."""
+        shape = self._shape_by_id(shape_id)
+        with self._transaction(shape_id):
+            gone = self._writers[shape.target].let_go_older(shape_id, column, before)
+            if gone:
+                self.conn.execute(
+                    "UPDATE _replica_shapes SET rows = rows - ? WHERE id = ?", (gone, shape_id)
+                )
+        return gone
+
     # -- the write path ---------------------------------------------------------------
 
     def apply(

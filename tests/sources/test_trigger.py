@@ -15,6 +15,7 @@ from replica.sources import (
     run_shape,
     tag_shape,
 )
+from replica.sources.trigger import native_window_start
 
 TOKEN = "tr_dev_s3cretT0ken"
 CONFIG = TriggerConfig(TOKEN)
@@ -267,3 +268,20 @@ def test_updated_at_cannot_be_skipped_by_either_name() -> None:
 def test_a_zero_window_means_runs_created_from_now_on(window: str) -> None:
     shape = tag_shape(CONFIG, ["a"], created_at=window)
     assert shape.params["createdAt"] == window
+
+
+def test_a_native_tag_window_moves_and_an_electric_one_does_not() -> None:
+    day = 24 * 3600.0
+    made = 1_000_000.0  # when the handle was made
+    handle = f"runs_{int((made - day) * 1000)}_1_abcd1234"
+    # Asked for the default 24 h: the window starts a day before now, wherever now is.
+    assert native_window_start(handle, made, day, made) == made - day
+    assert native_window_start(handle, made, day, made + 3600) == made + 3600 - day
+    # Asked for 1 h: pinned an hour back until the server's max age (24 h) catches up.
+    short = f"runs_{int((made - 3600) * 1000)}_1_abcd1234"
+    assert native_window_start(short, made, 3600, made + 3600) == made - 3600
+    assert native_window_start(short, made, 3600, made + 2 * day) == made + day
+    # Asked for a week, given a day: the server's cap is a day.
+    assert native_window_start(handle, made, 7 * day, made + 10) == made + 10 - day
+    # Electric-backend handles pin nothing that moves.
+    assert native_window_start("48213377-1755681243512", made, day, made + 2 * day) is None
