@@ -127,7 +127,7 @@ def test_a_row_changed_again_later_is_rewound(db_path: Path, writer: Writer) -> 
 def test_change_as_a_run_and_as_json(db_path: Path, writer: Writer) -> None:
     writer.commit(run(1, metadata='{"progress": 0.5}', tags='["a","b"]'))
     _, [change] = read_all(db_path)
-    typed = change.run
+    typed = change.run()
     assert typed is not None and typed.id == "run_1" and typed.tags == ["a", "b"]
     assert typed.metadata == {"progress": 0.5} and typed.is_queued
     data = change.to_dict()
