@@ -15,26 +15,7 @@ import pytest
 import replica
 from replica.store import Store
 from tests.notify.helpers import Writer, run
-
-
-class Email(pydantic.BaseModel):
-    to: str
-
-
-class Sent(pydantic.BaseModel):
-    ok: bool
-
-
-class Report(pydantic.BaseModel):
-    report_id: str = pydantic.Field(alias="reportId")
-
-
-class EmailRun(replica.Run[Email, Sent], frozen=True):
-    task_identifier: Literal["send-email"]
-
-
-class ReportRun(replica.Run[Report, Any], frozen=True):
-    task_identifier: Literal["generate-report"]
+from tests.support.task_models import Email, EmailRun, Report, ReportRun, Sent
 
 
 class MessageRun(replica.Run[Email, Any], frozen=True):
