@@ -93,10 +93,9 @@ class RunModels:
         if models is not None:
             return cls._of_mapping(models, other)
         if shorthand:
-            model = Run[
-                payload_model if payload_model is not None else Any,  # type: ignore[valid-type]
-                output_model if output_model is not None else Any,  # type: ignore[valid-type]
-            ]
+            payload = payload_model if payload_model is not None else Any
+            output = output_model if output_model is not None else Any
+            model = Run[payload, output]  # type: ignore[valid-type]  # types known at run time
         members = get_args(model) if get_origin(model) in (Union, types.UnionType) else (model,)
         by_task: dict[str, type[Run[Any, Any]]] = {}
         fallback: type[Run[Any, Any]] | None = None
