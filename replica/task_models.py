@@ -96,6 +96,10 @@ class RunModels:
             payload = payload_model if payload_model is not None else Any
             output = output_model if output_model is not None else Any
             model = Run[payload, output]  # type: ignore[valid-type]  # types known at run time
+        return cls._of_union(model, other)
+
+    @classmethod
+    def _of_union(cls, model: Any, other: OtherTasks) -> RunModels:
         members = get_args(model) if get_origin(model) in (Union, types.UnionType) else (model,)
         by_task: dict[str, type[Run[Any, Any]]] = {}
         fallback: type[Run[Any, Any]] | None = None
@@ -117,7 +121,9 @@ class RunModels:
                         f"and {chosen.__name__}"
                     )
                 by_task[task] = chosen
-        return cls(by_task, cls._others(fallback, other), other)
+        if fallback is None and other == "run":
+            fallback = Run
+        return cls(by_task, fallback, other)
 
     @classmethod
     def _of_mapping(cls, models: Mapping[str, Any], other: OtherTasks) -> RunModels:
@@ -133,19 +139,11 @@ class RunModels:
                     hint="key each model by the task it is for",
                 )
             by_task[task] = chosen
-        return cls(by_task, cls._others(None, other), other)
-
-    @staticmethod
-    def _others(
-        fallback: type[Run[Any, Any]] | None, other: OtherTasks
-    ) -> type[Run[Any, Any]] | None:
-        if fallback is None and other == "run":
-            return Run
-        return fallback
+        return cls(by_task, Run if other == "run" else None, other)
 
     def model_for(self, run_id: object, task: object) -> type[Run[Any, Any]] | None:
         """The model of a run of `task` (None: skip it); raises if such runs are refused."""
-        chosen = self.by_task.get(task, self.fallback) if isinstance(task, str) else self.fallback
+        chosen = self.by_task.get(str(task), self.fallback)
         if chosen is None and self.other == "error":
             named = ", ".join(sorted(self.by_task)) or "none"
             raise ReplicaError(

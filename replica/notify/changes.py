@@ -90,9 +90,9 @@ class Change:
         """For a change to `runs`: the run as of this change (before it, for a delete);
         None for other tables and resets.
 
-        Models as for `Replica.run`: `change.run(model=EmailRun | ReportRun)` reads it with
-        the model of its task; a run of another task is an untyped `Run` (`other="run"`),
-        a `ReplicaError` (`"error"`) or None (`"skip"`)."""
+        Models as for `Replica.run` (None: the untyped `Run`): `change.run(model=EmailRun |
+        ReportRun)` reads it with the model of its task; a run of another task is an
+        untyped `Run` (`other="run"`), a `ReplicaError` (`"error"`) or None (`"skip"`)."""
         if self.table != RUNS.name:
             return None
         values = self.row if self.row is not None else self.previous
