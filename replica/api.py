@@ -14,9 +14,17 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import httpx
 
@@ -51,6 +59,22 @@ RunT = TypeVar("RunT", bound=Run[Any, Any])
 NoUntypedRuns = Literal["error", "skip"]
 #: `models={task: model}`: checked at run time; type checkers see `Run[Any, Any]` reads.
 TaskModels = Mapping[str, type[Run[Any, Any]]]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _in_worker_thread(read: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The async twin of a read: the same call on a worker thread. Type checkers see the
+    read's own signature and overloads, so the twins never drift apart."""
+
+    @functools.wraps(read)
+    async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(read, *args, **kwargs)
+
+    twin.__name__ = f"a{read.__name__}"
+    twin.__qualname__ = twin.__qualname__.rpartition(".")[0] + "." + twin.__name__
+    twin.__doc__ = f"`{read.__name__}()` for async code (runs in a worker thread)."
+    return twin
 
 
 class Replica:
@@ -125,12 +149,19 @@ class Replica:
         self,
         run_id: str,
         *,
-        model: TypeForm[RunT] = ...,
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> RunT | Run[Any, Any] | None: ...
+    @overload
+    def run(
+        self,
+        run_id: str,
+        *,
         models: TaskModels | None = ...,
         other: OtherTasks = ...,
         payload_model: type[Any] | None = ...,
         output_model: type[Any] | None = ...,
-    ) -> RunT | Run[Any, Any] | None: ...
+    ) -> Run[Any, Any] | None: ...
     def run(
         self,
         run_id: str,
@@ -177,12 +208,23 @@ class Replica:
         limit: int | None = None,
         *,
         include_detached: bool = False,
-        model: TypeForm[RunT] = ...,
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> list[RunT | Run[Any, Any]]: ...
+    @overload
+    def runs(
+        self,
+        tag: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        *,
+        include_detached: bool = False,
         models: TaskModels | None = ...,
         other: OtherTasks = ...,
         payload_model: type[Any] | None = ...,
         output_model: type[Any] | None = ...,
-    ) -> list[RunT | Run[Any, Any]]: ...
+    ) -> list[Run[Any, Any]]: ...
     def runs(
         self,
         tag: str | Sequence[str] | None = None,
@@ -226,101 +268,8 @@ class Replica:
         """`query()` for async code (runs in a worker thread)."""
         return await asyncio.to_thread(self.query, sql, params)
 
-    @overload
-    async def arun(
-        self, run_id: str, *, model: TypeForm[RunT], other: NoUntypedRuns
-    ) -> RunT | None: ...
-    @overload
-    async def arun(
-        self,
-        run_id: str,
-        *,
-        model: TypeForm[RunT] = ...,
-        models: TaskModels | None = ...,
-        other: OtherTasks = ...,
-        payload_model: type[Any] | None = ...,
-        output_model: type[Any] | None = ...,
-    ) -> RunT | Run[Any, Any] | None: ...
-    async def arun(
-        self,
-        run_id: str,
-        *,
-        model: Any = Run,
-        models: TaskModels | None = None,
-        other: OtherTasks = "run",
-        payload_model: type[Any] | None = None,
-        output_model: type[Any] | None = None,
-    ) -> Run[Any, Any] | None:
-        """`run()` for async code (runs in a worker thread)."""
-        return await asyncio.to_thread(
-            functools.partial(
-                self.run,
-                run_id,
-                model=model,
-                models=models,
-                other=other,
-                payload_model=payload_model,
-                output_model=output_model,
-            )
-        )
-
-    @overload
-    async def aruns(
-        self,
-        tag: str | Sequence[str] | None = None,
-        status: str | Sequence[str] | None = None,
-        task: str | None = None,
-        limit: int | None = None,
-        *,
-        include_detached: bool = False,
-        model: TypeForm[RunT],
-        other: NoUntypedRuns,
-    ) -> list[RunT]: ...
-    @overload
-    async def aruns(
-        self,
-        tag: str | Sequence[str] | None = None,
-        status: str | Sequence[str] | None = None,
-        task: str | None = None,
-        limit: int | None = None,
-        *,
-        include_detached: bool = False,
-        model: TypeForm[RunT] = ...,
-        models: TaskModels | None = ...,
-        other: OtherTasks = ...,
-        payload_model: type[Any] | None = ...,
-        output_model: type[Any] | None = ...,
-    ) -> list[RunT | Run[Any, Any]]: ...
-    async def aruns(
-        self,
-        tag: str | Sequence[str] | None = None,
-        status: str | Sequence[str] | None = None,
-        task: str | None = None,
-        limit: int | None = None,
-        *,
-        include_detached: bool = False,
-        model: Any = Run,
-        models: TaskModels | None = None,
-        other: OtherTasks = "run",
-        payload_model: type[Any] | None = None,
-        output_model: type[Any] | None = None,
-    ) -> list[Any]:
-        """`runs()` for async code (runs in a worker thread)."""
-        return await asyncio.to_thread(
-            functools.partial(
-                self.runs,
-                tag,
-                status,
-                task,
-                limit,
-                include_detached=include_detached,
-                model=model,
-                models=models,
-                other=other,
-                payload_model=payload_model,
-                output_model=output_model,
-            )
-        )
+    arun = _in_worker_thread(run)
+    aruns = _in_worker_thread(runs)
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -589,12 +538,20 @@ class Replica:
         run_id: str,
         *,
         stop_on_completion: bool = True,
-        model: TypeForm[RunT] = ...,
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    @overload
+    def subscribe_to_run(
+        self,
+        run_id: str,
+        *,
+        stop_on_completion: bool = True,
         models: TaskModels | None = ...,
         other: OtherTasks = ...,
         payload_model: type[Any] | None = ...,
         output_model: type[Any] | None = ...,
-    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    ) -> AsyncIterator[Run[Any, Any]]: ...
     def subscribe_to_run(
         self,
         run_id: str,
@@ -628,12 +585,19 @@ class Replica:
         self,
         tag: str | Sequence[str],
         *,
-        model: TypeForm[RunT] = ...,
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    @overload
+    def subscribe_to_runs_with_tag(
+        self,
+        tag: str | Sequence[str],
+        *,
         models: TaskModels | None = ...,
         other: OtherTasks = ...,
         payload_model: type[Any] | None = ...,
         output_model: type[Any] | None = ...,
-    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    ) -> AsyncIterator[Run[Any, Any]]: ...
     def subscribe_to_runs_with_tag(
         self,
         tag: str | Sequence[str],
@@ -664,12 +628,19 @@ class Replica:
         self,
         batch_id: str,
         *,
-        model: TypeForm[RunT] = ...,
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    @overload
+    def subscribe_to_batch(
+        self,
+        batch_id: str,
+        *,
         models: TaskModels | None = ...,
         other: OtherTasks = ...,
         payload_model: type[Any] | None = ...,
         output_model: type[Any] | None = ...,
-    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    ) -> AsyncIterator[Run[Any, Any]]: ...
     def subscribe_to_batch(
         self,
         batch_id: str,

@@ -74,12 +74,15 @@ class Change:
     def run(self, *, model: TypeForm[RunT], other: Literal["error", "skip"]) -> RunT | None: ...
     @overload
     def run(
+        self, *, model: TypeForm[RunT], other: Literal["run"] = ...
+    ) -> RunT | Run[Any, Any] | None: ...
+    @overload
+    def run(
         self,
         *,
-        model: TypeForm[RunT] = ...,
         models: Mapping[str, type[Run[Any, Any]]] | None = ...,
         other: OtherTasks = ...,
-    ) -> RunT | Run[Any, Any] | None: ...
+    ) -> Run[Any, Any] | None: ...
     def run(
         self,
         *,

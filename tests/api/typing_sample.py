@@ -55,3 +55,4 @@ async def async_twins(db: replica.Replica) -> None:
     runs = await db.aruns(model=EmailRun | ReportRun, other="skip")
     assert_type(runs, list[EmailRun | ReportRun])
     assert_type(await db.arun("run_1", model=EmailRun, other="error"), EmailRun | None)
+    assert_type(await db.aruns("user:1"), list[Untyped])
