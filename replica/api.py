@@ -14,9 +14,17 @@ import logging
 import os
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, TypeVar, overload
 
 import httpx
 
@@ -31,20 +39,42 @@ from replica.notify.dispatch import Dispatcher
 from replica.notify.live import LiveQuery
 from replica.notify.subscriptions import Subscription, checked_terms
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
-from replica.run_queries import run_model, select_runs
+from replica.run_queries import select_runs
 from replica.settings import default_db
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from replica.store.database import connect, migrate
 from replica.store.readonly import open_readonly, run_query
+from replica.task_models import OtherTasks, RunModels
 
 if TYPE_CHECKING:
     import sqlite_utils
+    from typing_extensions import TypeForm
 
 log = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
 RunT = TypeVar("RunT", bound=Run[Any, Any])
+#: `other=` values after which every run read is of a model given (no untyped `Run`).
+NoUntypedRuns = Literal["error", "skip"]
+#: `models={task: model}`: checked at run time; type checkers see `Run[Any, Any]` reads.
+TaskModels = Mapping[str, type[Run[Any, Any]]]
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _in_worker_thread(read: Callable[P, R]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """The async twin of a read: the same call on a worker thread. Type checkers see the
+    read's own signature and overloads, so the twins never drift apart."""
+
+    @functools.wraps(read)
+    async def twin(*args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(read, *args, **kwargs)
+
+    twin.__name__ = f"a{read.__name__}"
+    twin.__qualname__ = twin.__qualname__.rpartition(".")[0] + "." + twin.__name__
+    twin.__doc__ = f"`{read.__name__}()` for async code (runs in a worker thread)."
+    return twin
 
 
 class Replica:
@@ -112,23 +142,52 @@ class Replica:
             names, rows = run_query(self._reader, sql, params)
         return [dict(zip(names, row, strict=True)) for row in rows]
 
+    @overload
+    def run(self, run_id: str, *, model: TypeForm[RunT], other: NoUntypedRuns) -> RunT | None: ...
+    @overload
     def run(
         self,
         run_id: str,
         *,
-        model: type[RunT] = Run,  # type: ignore[assignment]
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> RunT | Run[Any, Any] | None: ...
+    @overload
+    def run(
+        self,
+        run_id: str,
+        *,
+        models: TaskModels | None = ...,
+        other: OtherTasks = ...,
+        payload_model: type[Any] | None = ...,
+        output_model: type[Any] | None = ...,
+    ) -> Run[Any, Any] | None: ...
+    def run(
+        self,
+        run_id: str,
+        *,
+        model: Any = Run,
+        models: TaskModels | None = None,
+        other: OtherTasks = "run",
         payload_model: type[Any] | None = None,
         output_model: type[Any] | None = None,
-    ) -> RunT | None:
+    ) -> Run[Any, Any] | None:
         """The run with this id (`run_...`) as a typed `Run`, or None if not replicated.
 
         `payload_model=MyPayload, output_model=MyOutput` (or `model=Run[MyPayload,
         MyOutput]`, the spelling type checkers follow) validates payload and output into
-        your models; a run that does not fit raises pydantic's `ValidationError`."""
-        chosen = run_model(model, payload_model, output_model)
+        your models; a run that does not fit raises pydantic's `ValidationError`.
+        `model=EmailRun | ReportRun` (models narrowing `task_identifier` to a `Literal`) or
+        `models={"send-email": EmailRun}` reads the run with the model of its task; a run
+        of another task is an untyped `Run` (`other="run"`), refused with `ReplicaError`
+        (`"error"`) or None (`"skip"`)."""
+        chosen = RunModels.of(
+            model, models, other, payload_model=payload_model, output_model=output_model
+        )
         rows = self.query("SELECT * FROM runs WHERE id = ?", (run_id,))
-        return chosen.from_row(rows[0]) if rows else None  # type: ignore[return-value]
+        return chosen.from_row(rows[0]) if rows else None
 
+    @overload
     def runs(
         self,
         tag: str | Sequence[str] | None = None,
@@ -137,16 +196,59 @@ class Replica:
         limit: int | None = None,
         *,
         include_detached: bool = False,
-        model: type[RunT] = Run,  # type: ignore[assignment]
+        model: TypeForm[RunT],
+        other: NoUntypedRuns,
+    ) -> list[RunT]: ...
+    @overload
+    def runs(
+        self,
+        tag: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        *,
+        include_detached: bool = False,
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> list[RunT | Run[Any, Any]]: ...
+    @overload
+    def runs(
+        self,
+        tag: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        *,
+        include_detached: bool = False,
+        models: TaskModels | None = ...,
+        other: OtherTasks = ...,
+        payload_model: type[Any] | None = ...,
+        output_model: type[Any] | None = ...,
+    ) -> list[Run[Any, Any]]: ...
+    def runs(
+        self,
+        tag: str | Sequence[str] | None = None,
+        status: str | Sequence[str] | None = None,
+        task: str | None = None,
+        limit: int | None = None,
+        *,
+        include_detached: bool = False,
+        model: Any = Run,
+        models: TaskModels | None = None,
+        other: OtherTasks = "run",
         payload_model: type[Any] | None = None,
         output_model: type[Any] | None = None,
-    ) -> list[RunT]:
+    ) -> list[Any]:
         """Runs, newest first: with every one of `tag`s, any of `status`es (public
         RunStatus values), of `task`. Runs no subscribed shape holds any more are history
-        and left out unless `include_detached`. Models as for `run()`."""
-        chosen = run_model(model, payload_model, output_model)
+        and left out unless `include_detached`. Models as for `run()` (`other="skip"`
+        leaves runs of other tasks out)."""
+        chosen = RunModels.of(
+            model, models, other, payload_model=payload_model, output_model=output_model
+        )
         sql, params = select_runs(tag, status, task, limit, include_detached=include_detached)
-        return [chosen.from_row(row) for row in self.query(sql, params)]  # type: ignore[misc]
+        read = (chosen.from_row(row) for row in self.query(sql, params))
+        return [run for run in read if run is not None]
 
     def sqlite_utils(self) -> sqlite_utils.Database:
         """A read-only `sqlite_utils.Database` on this replica, with its own connection:
@@ -166,51 +268,8 @@ class Replica:
         """`query()` for async code (runs in a worker thread)."""
         return await asyncio.to_thread(self.query, sql, params)
 
-    async def arun(
-        self,
-        run_id: str,
-        *,
-        model: type[RunT] = Run,  # type: ignore[assignment]
-        payload_model: type[Any] | None = None,
-        output_model: type[Any] | None = None,
-    ) -> RunT | None:
-        """`run()` for async code (runs in a worker thread)."""
-        return await asyncio.to_thread(
-            functools.partial(
-                self.run,
-                run_id,
-                model=model,
-                payload_model=payload_model,
-                output_model=output_model,
-            )
-        )
-
-    async def aruns(
-        self,
-        tag: str | Sequence[str] | None = None,
-        status: str | Sequence[str] | None = None,
-        task: str | None = None,
-        limit: int | None = None,
-        *,
-        include_detached: bool = False,
-        model: type[RunT] = Run,  # type: ignore[assignment]
-        payload_model: type[Any] | None = None,
-        output_model: type[Any] | None = None,
-    ) -> list[RunT]:
-        """`runs()` for async code (runs in a worker thread)."""
-        return await asyncio.to_thread(
-            functools.partial(
-                self.runs,
-                tag,
-                status,
-                task,
-                limit,
-                include_detached=include_detached,
-                model=model,
-                payload_model=payload_model,
-                output_model=output_model,
-            )
-        )
+    arun = _in_worker_thread(run)
+    aruns = _in_worker_thread(runs)
 
     # -- callbacks ------------------------------------------------------------------------
 
@@ -464,50 +523,143 @@ class Replica:
         whenever a table the query reads changes (bursts coalesced over `debounce` s)."""
         return LiveQuery(self.path, self._signal, sql, params, debounce=debounce)  # type: ignore[arg-type]
 
+    @overload
     def subscribe_to_run(
         self,
         run_id: str,
         *,
         stop_on_completion: bool = True,
-        model: type[RunT] = Run,  # type: ignore[assignment]
+        model: TypeForm[RunT],
+        other: NoUntypedRuns,
+    ) -> AsyncIterator[RunT]: ...
+    @overload
+    def subscribe_to_run(
+        self,
+        run_id: str,
+        *,
+        stop_on_completion: bool = True,
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    @overload
+    def subscribe_to_run(
+        self,
+        run_id: str,
+        *,
+        stop_on_completion: bool = True,
+        models: TaskModels | None = ...,
+        other: OtherTasks = ...,
+        payload_model: type[Any] | None = ...,
+        output_model: type[Any] | None = ...,
+    ) -> AsyncIterator[Run[Any, Any]]: ...
+    def subscribe_to_run(
+        self,
+        run_id: str,
+        *,
+        stop_on_completion: bool = True,
+        model: Any = Run,
+        models: TaskModels | None = None,
+        other: OtherTasks = "run",
         payload_model: type[Any] | None = None,
         output_model: type[Any] | None = None,
-    ) -> AsyncIterator[RunT]:
+    ) -> AsyncIterator[Any]:
         """`async for run in db.subscribe_to_run(id)`: the run now, then on every change;
         ends after yielding it finished (`finished_at` set), unless told otherwise. Models
         as for `run()`."""
-        return run_streams.subscribe_to_run(  # type: ignore[return-value]
+        return run_streams.subscribe_to_run(
             self.path,
             self._signal,
             run_id,
             stop_on_completion=stop_on_completion,
-            model=run_model(model, payload_model, output_model),
+            models=RunModels.of(
+                model, models, other, payload_model=payload_model, output_model=output_model
+            ),
         )
 
+    @overload
+    def subscribe_to_runs_with_tag(
+        self, tag: str | Sequence[str], *, model: TypeForm[RunT], other: NoUntypedRuns
+    ) -> AsyncIterator[RunT]: ...
+    @overload
     def subscribe_to_runs_with_tag(
         self,
         tag: str | Sequence[str],
         *,
-        model: type[RunT] = Run,  # type: ignore[assignment]
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    @overload
+    def subscribe_to_runs_with_tag(
+        self,
+        tag: str | Sequence[str],
+        *,
+        models: TaskModels | None = ...,
+        other: OtherTasks = ...,
+        payload_model: type[Any] | None = ...,
+        output_model: type[Any] | None = ...,
+    ) -> AsyncIterator[Run[Any, Any]]: ...
+    def subscribe_to_runs_with_tag(
+        self,
+        tag: str | Sequence[str],
+        *,
+        model: Any = Run,
+        models: TaskModels | None = None,
+        other: OtherTasks = "run",
         payload_model: type[Any] | None = None,
         output_model: type[Any] | None = None,
-    ) -> AsyncIterator[RunT]:
-        """Runs with the tag (all of several tags), now and as they change; never ends."""
-        return run_streams.subscribe_to_runs_with_tag(  # type: ignore[return-value]
-            self.path, self._signal, tag, model=run_model(model, payload_model, output_model)
+    ) -> AsyncIterator[Any]:
+        """Runs with the tag (all of several tags), now and as they change; never ends.
+        Models as for `run()`: `model=EmailRun | ReportRun` reads each with its task's."""
+        return run_streams.subscribe_to_runs_with_tag(
+            self.path,
+            self._signal,
+            tag,
+            models=RunModels.of(
+                model, models, other, payload_model=payload_model, output_model=output_model
+            ),
         )
 
+    @overload
+    def subscribe_to_batch(
+        self, batch_id: str, *, model: TypeForm[RunT], other: NoUntypedRuns
+    ) -> AsyncIterator[RunT]: ...
+    @overload
     def subscribe_to_batch(
         self,
         batch_id: str,
         *,
-        model: type[RunT] = Run,  # type: ignore[assignment]
+        model: TypeForm[RunT],
+        other: Literal["run"] = ...,
+    ) -> AsyncIterator[RunT | Run[Any, Any]]: ...
+    @overload
+    def subscribe_to_batch(
+        self,
+        batch_id: str,
+        *,
+        models: TaskModels | None = ...,
+        other: OtherTasks = ...,
+        payload_model: type[Any] | None = ...,
+        output_model: type[Any] | None = ...,
+    ) -> AsyncIterator[Run[Any, Any]]: ...
+    def subscribe_to_batch(
+        self,
+        batch_id: str,
+        *,
+        model: Any = Run,
+        models: TaskModels | None = None,
+        other: OtherTasks = "run",
         payload_model: type[Any] | None = None,
         output_model: type[Any] | None = None,
-    ) -> AsyncIterator[RunT]:
-        """The runs of a batch synced with `replica sync --batch`; never ends."""
-        return run_streams.subscribe_to_batch(  # type: ignore[return-value]
-            self.path, self._signal, batch_id, model=run_model(model, payload_model, output_model)
+    ) -> AsyncIterator[Any]:
+        """The runs of a batch synced with `replica sync --batch`; never ends. Models as
+        for `run()`."""
+        return run_streams.subscribe_to_batch(
+            self.path,
+            self._signal,
+            batch_id,
+            models=RunModels.of(
+                model, models, other, payload_model=payload_model, output_model=output_model
+            ),
         )
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +58,22 @@ class SerializedError(BaseModel):
     stack_trace: str | None = Field(default=None, alias="stackTrace")
 
 
-class Run(BaseModel, Generic[PayloadT, OutputT]):
+class Run(BaseModel, Generic[PayloadT, OutputT], frozen=True):
     """One Trigger.dev run as replicated into `runs` (public columns, decoded).
 
     Status helpers follow the SDK (`isCompleted` is success or failure, *not* cancellation);
     `is_finished` is the SDK's own completion test: `finished_at` is set.
-    """
 
-    model_config = ConfigDict(frozen=True)
+    A model for one task narrows `task_identifier` to a `Literal`; type checkers then narrow
+    a union of such models on it, and `model=EmailRun | ReportRun` reads each run with the
+    model of its task (see `replica.task_models`):
+
+        class EmailRun(Run[EmailPayload, EmailResult], frozen=True):
+            task_identifier: Literal["send-email"]
+
+    (`frozen=True` is repeated because type checkers require it of subclasses of a frozen
+    model, and only a frozen field may be narrowed in a subclass.)
+    """
 
     id: str
     task_identifier: str
@@ -90,7 +101,7 @@ class Run(BaseModel, Generic[PayloadT, OutputT]):
     realtime_streams: list[str] = Field(default_factory=list)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Run[PayloadT, OutputT]:
+    def from_row(cls, row: Mapping[str, Any]) -> Self:
         """A run from a `runs` row as stored (e.g. `SELECT * FROM runs`): JSON columns are
         decoded, NULL numbers become the SDK's defaults, extra columns are ignored."""
         values = dict(row)
@@ -104,7 +115,7 @@ class Run(BaseModel, Generic[PayloadT, OutputT]):
         return cls.from_values(values)
 
     @classmethod
-    def from_values(cls, values: Mapping[str, Any]) -> Run[PayloadT, OutputT]:
+    def from_values(cls, values: Mapping[str, Any]) -> Self:
         """A run from a `runs` row whose JSON columns are already decoded (`Change.row`)."""
         data = {k: v for k, v in values.items() if k in cls.model_fields and v is not None}
         try:

@@ -1,5 +1,5 @@
-"""Reading typed runs: the SQL behind `Replica.run`/`Replica.runs`, and which `Run` model
-validates the rows.
+"""Reading typed runs: the SQL behind `Replica.runs` (`replica.task_models` says which
+`Run` model validates each row).
 
 Kept apart from `replica.api` so that the facade stays a facade; nothing here touches a
 connection.
@@ -11,29 +11,7 @@ from collections.abc import Sequence
 from typing import Any, get_args
 
 from replica.errors import ReplicaError
-from replica.models import Run, RunStatus
-
-
-def run_model(
-    model: type[Run[Any, Any]],
-    payload_model: Any = None,
-    output_model: Any = None,
-) -> type[Run[Any, Any]]:
-    """The model to validate rows into: `model`, or `Run[payload_model, output_model]`.
-
-    `payload_model=`/`output_model=` are shorthands for `model=Run[P, O]` (a side left out
-    stays untyped, `Any`); giving both spellings at once is ambiguous and refused."""
-    if payload_model is None and output_model is None:
-        return model
-    if model is not Run:
-        raise ReplicaError(
-            "model= and payload_model=/output_model= were both given",
-            hint="pass model=Run[Payload, Output], or payload_model=/output_model= alone",
-        )
-    return Run[
-        payload_model if payload_model is not None else Any,  # type: ignore[valid-type]
-        output_model if output_model is not None else Any,  # type: ignore[valid-type]
-    ]
+from replica.models import RunStatus
 
 
 def _public_statuses(given: Sequence[object]) -> list[str]:

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
             # window) matches the filter too: alert on the transition into failure only.
             if change.op == "update" and "status" not in change.changed:
                 return
-            run = change.run
+            run = change.run()
             if run is not None:
                 send_alert(run)
 

@@ -97,7 +97,7 @@ def create_app(db_path: str | None, tag: str, *, sync: bool = False) -> Starlett
             hub.publish({"reset": True})
         elif change.op == "delete":
             hub.publish({"id": change.key, "deleted": True})
-        elif (run := change.run) is not None:
+        elif (run := change.run()) is not None:
             hub.publish(run_view(run))
 
     @contextlib.asynccontextmanager

@@ -12,7 +12,7 @@ import logging
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, overload
 
 import orjson
 
@@ -21,7 +21,12 @@ from replica.store.table_specs import spec_from_json
 from replica.tables import RUNS, TableSpec
 
 if TYPE_CHECKING:
+    from typing_extensions import TypeForm
+
     from replica.models import Run
+    from replica.task_models import OtherTasks
+
+    RunT = TypeVar("RunT", bound=Run[Any, Any])
 
 log = logging.getLogger(__name__)
 
@@ -65,17 +70,43 @@ class Change:
             return {**self.row, **(self.old or {})}
         return None
 
-    @property
-    def run(self) -> Run[Any, Any] | None:
-        """For a change to `runs`: the run as of this change (before it, for a delete)."""
+    @overload
+    def run(self, *, model: TypeForm[RunT], other: Literal["error", "skip"]) -> RunT | None: ...
+    @overload
+    def run(
+        self, *, model: TypeForm[RunT], other: Literal["run"] = ...
+    ) -> RunT | Run[Any, Any] | None: ...
+    @overload
+    def run(
+        self,
+        *,
+        models: Mapping[str, type[Run[Any, Any]]] | None = ...,
+        other: OtherTasks = ...,
+    ) -> Run[Any, Any] | None: ...
+    def run(
+        self,
+        *,
+        model: Any = None,
+        models: Mapping[str, type[Run[Any, Any]]] | None = None,
+        other: OtherTasks = "run",
+    ) -> Run[Any, Any] | None:
+        """For a change to `runs`: the run as of this change (before it, for a delete);
+        None for other tables and resets.
+
+        Models as for `Replica.run` (None: the untyped `Run`): `change.run(model=EmailRun |
+        ReportRun)` reads it with the model of its task; a run of another task is an
+        untyped `Run` (`other="run"`), a `ReplicaError` (`"error"`) or None (`"skip"`)."""
         if self.table != RUNS.name:
             return None
         values = self.row if self.row is not None else self.previous
         if values is None:
             return None
-        from replica.models import Run  # models import pydantic; keep this module light
+        # pydantic is imported on first use: the command line reads changes without it.
+        from replica.models import Run
+        from replica.task_models import RunModels
 
-        return Run.from_values(values)
+        chosen = RunModels.of(Run if model is None else model, models, other)
+        return chosen.from_values(values)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (what `replica watch` prints)."""

@@ -28,6 +28,7 @@ from replica.models import Run
 from replica.notify.changes import head_seq, pruned_through
 from replica.notify.wake import ChangeSignal, Pulse
 from replica.store.database import connect
+from replica.task_models import RunModels
 
 log = logging.getLogger(__name__)
 
@@ -102,9 +103,10 @@ async def subscribe_to_run(
     run_id: str,
     *,
     stop_on_completion: bool = True,
-    model: type[Run[Any, Any]] = Run,
+    models: RunModels,
 ) -> AsyncIterator[Run[Any, Any]]:
-    """The run now (once it is in the replica), then after every change to it."""
+    """The run now (once it is in the replica), then after every change to it; a run of a
+    task `models` skips is followed but not yielded."""
     reader = await asyncio.to_thread(_RunReader, path)
     pulse = Pulse(signal)
     try:
@@ -114,9 +116,11 @@ async def subscribe_to_run(
             row = await asyncio.to_thread(reader.one, run_id)
             if row is not None and _fingerprint(row) != last:
                 last = _fingerprint(row)
-                run = model.from_row(row)
-                yield run
-                if stop_on_completion and run.is_finished:
+                run = models.from_row(row)
+                if run is not None:
+                    yield run
+                # Run.is_finished, from the row: a run that is skipped ends the stream too.
+                if stop_on_completion and row["finished_at"] is not None:
                     return
             await pulse.wait(seen)
     finally:
@@ -129,7 +133,7 @@ async def _subscribe(
     signal: ChangeSignal,
     condition: str,
     params: Sequence[Any],
-    model: type[Run[Any, Any]],
+    models: RunModels,
 ) -> AsyncIterator[Run[Any, Any]]:
     reader = await asyncio.to_thread(_RunReader, path)
     pulse = Pulse(signal)
@@ -144,7 +148,9 @@ async def _subscribe(
                 mark = _fingerprint(row)
                 if yielded.get(row["id"]) != mark:
                     yielded[row["id"]] = mark
-                    yield model.from_row(row)
+                    run = models.from_row(row)
+                    if run is not None:
+                        yield run
             ids, cursor = await asyncio.to_thread(reader.changed_ids, cursor)
             while ids == []:
                 await pulse.wait(seen)
@@ -160,7 +166,7 @@ def subscribe_to_runs_with_tag(
     signal: ChangeSignal,
     tag: str | Sequence[str],
     *,
-    model: type[Run[Any, Any]] = Run,
+    models: RunModels,
 ) -> AsyncIterator[Run[Any, Any]]:
     """Runs having the tag (every one of the tags, given several), as they change."""
     tags = sorted({tag} if isinstance(tag, str) else set(tag))
@@ -171,7 +177,7 @@ def subscribe_to_runs_with_tag(
         f"id IN (SELECT run_id FROM run_tags WHERE tag IN ({marks}) GROUP BY run_id "
         "HAVING count(DISTINCT tag) = ?)"
     )
-    return _subscribe(path, signal, condition, (*tags, len(tags)), model)
+    return _subscribe(path, signal, condition, (*tags, len(tags)), models)
 
 
 def subscribe_to_batch(
@@ -179,7 +185,7 @@ def subscribe_to_batch(
     signal: ChangeSignal,
     batch_id: str,
     *,
-    model: type[Run[Any, Any]] = Run,
+    models: RunModels,
 ) -> AsyncIterator[Run[Any, Any]]:
     """The runs of a batch synced with `replica sync --batch`, as they change."""
     # Membership says which runs the batch's feed delivered (runs hold no batch id).
@@ -191,7 +197,7 @@ def subscribe_to_batch(
     )
     escaped = quote(batch_id, safe="").replace("\\", "\\\\").replace("%", "\\%")
     escaped = escaped.replace("_", "\\_")
-    return _subscribe(path, signal, condition, (escaped, escaped), model)
+    return _subscribe(path, signal, condition, (escaped, escaped), models)
 
 
 __all__ = [

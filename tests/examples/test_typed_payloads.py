@@ -1,7 +1,9 @@
-"""examples/typed_payloads: sync once in-process, read `send-email` runs as pydantic models."""
+"""examples/typed_payloads: sync once in-process, read a tag's `send-email` and
+`generate-report` runs each with its task's model (`model=EmailRun | ReportRun`)."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -24,7 +26,7 @@ def run_example(tmp_path: Path, server: DevServer, *args: str) -> subprocess.Com
     )
 
 
-def test_payloads_and_outputs_are_validated_into_models(tmp_path: Path, server: DevServer) -> None:
+def test_each_run_is_validated_by_the_model_of_its_task(tmp_path: Path, server: DevServer) -> None:
     tag = "user:typed"
     sent = server.trigger("send-email", {"to": "a@example.com"}, tags=[tag])
     server.start_run(sent)
@@ -32,7 +34,20 @@ def test_payloads_and_outputs_are_validated_into_models(tmp_path: Path, server: 
     bounced = server.trigger("send-email", {"to": "b@example.com", "template": "reset"}, tags=[tag])
     server.fail_run(bounced, {"type": "BUILT_IN_ERROR", "name": "Error", "message": "bounced"})
     queued = server.trigger("send-email", {"to": "c@example.com"}, tags=[tag])
-    # Another task with a payload EmailPayload would reject: the task filter leaves it out.
+    # As the SDK sends it: superjson, with a Date.
+    report_payload = {
+        "json": {"reportId": "rep_7", "format": "csv", "requestedAt": "2026-03-04T09:14:03.401Z"},
+        "meta": {"values": {"requestedAt": ["Date"]}},
+    }
+    report = server.trigger(
+        "generate-report",
+        json.dumps(report_payload),
+        tags=[tag],
+        payloadType="application/super+json",
+    )
+    server.start_run(report)
+    server.complete_run(report, {"url": "https://files.example.com/r.pdf", "pages": 12})
+    # A task without a model, whose payload neither model would accept: left out.
     server.trigger("render-video", "clip.mp4", tags=[tag], payloadType="text/plain")
 
     result = run_example(tmp_path, server, "--tag", tag)
@@ -40,18 +55,29 @@ def test_payloads_and_outputs_are_validated_into_models(tmp_path: Path, server: 
     lines = result.stdout.splitlines()
     assert sorted(lines[:-1]) == sorted(
         [
-            f"{sent} to=a@example.com template=welcome status=COMPLETED items=3",
-            f"{bounced} to=b@example.com template=reset status=FAILED error='bounced'",
-            f"{queued} to=c@example.com template=welcome status=QUEUED",
+            f"{sent} send-email to=a@example.com template=welcome status=COMPLETED items=3",
+            f"{bounced} send-email to=b@example.com template=reset status=FAILED error='bounced'",
+            f"{queued} send-email to=c@example.com template=welcome status=QUEUED",
+            f"{report} generate-report rep_7 as csv status=COMPLETED pages=12",
         ]
     )
-    assert lines[-1] == f"3 send-email runs tagged {tag}, 2 completed"
+    assert lines[-1] == f"4 typed runs tagged {tag}, 3 completed"
+
+
+def test_strict_refuses_a_run_of_a_task_without_a_model(tmp_path: Path, server: DevServer) -> None:
+    tag = "user:typed-strict"
+    server.trigger("send-email", {"to": "a@example.com"}, tags=[tag])
+    video = server.trigger("render-video", "clip.mp4", tags=[tag], payloadType="text/plain")
+    result = run_example(tmp_path, server, "--tag", tag, "--strict")
+    assert result.returncode == 1
+    assert f"refused: run {video} is of task 'render-video'" in result.stdout
 
 
 def test_a_payload_that_does_not_match_is_reported(tmp_path: Path, server: DevServer) -> None:
     tag = "user:typed-bad"
-    server.trigger("send-email", {"recipient": "a@example.com"}, tags=[tag])
+    bad = server.trigger("send-email", {"recipient": "a@example.com"}, tags=[tag])
     result = run_example(tmp_path, server, "--tag", tag)
     assert result.returncode == 1
-    assert "does not match EmailPayload" in result.stdout
+    assert "does not match the model of its task" in result.stdout
+    assert f"EmailRun of run {bad}" in result.stdout
     assert "to\n  Field required" in result.stdout

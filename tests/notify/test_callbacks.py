@@ -18,6 +18,7 @@ from replica.devserver import DevServer
 from replica.engine import Engine
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
+from tests.support.task_models import EmailRun, ReportRun
 
 from .helpers import Writer, log_entries, run, update
 
@@ -94,6 +95,26 @@ async def test_async_and_sync_callbacks_under_alisten(db: Replica, writer: Write
     thread2.join()
     assert async_seen == [("update", 2), ("update", 4)]
     assert sync_seen[:2] == [("insert", 1), ("insert", 3)]
+
+
+def test_a_callback_reads_the_run_with_the_model_of_its_task(db: Replica, writer: Writer) -> None:
+    typed: list[tuple[str, type]] = []
+
+    @db.on_change("runs", start="beginning")
+    def on_run(change: Change) -> None:
+        run = change.run(model=EmailRun | ReportRun, other="skip")
+        if run is not None:
+            typed.append((run.id, type(run)))
+        if change.key == "run_3":
+            db.stop()
+
+    writer.commit(
+        run(1, task_identifier="send-email", payload='{"to": "a@example.com"}'),
+        run(2, task_identifier="render-video"),  # no model: skipped
+        run(3, task_identifier="generate-report", payload='{"reportId": "rep_1"}'),
+    )
+    db.listen(timeout=10)
+    assert typed == [("run_1", EmailRun), ("run_3", ReportRun)]
 
 
 def test_start_positions(db: Replica, writer: Writer) -> None:

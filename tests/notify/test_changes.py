@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+import replica
 from replica.notify.changes import LogReader
 from replica.store import Store, connect
 from replica.tables import Column, RowChange, TableSpec
+from tests.support.task_models import Email, EmailRun, ReportRun
 
 from .helpers import Writer, log_entries, run, update
 
@@ -127,12 +131,30 @@ def test_a_row_changed_again_later_is_rewound(db_path: Path, writer: Writer) -> 
 def test_change_as_a_run_and_as_json(db_path: Path, writer: Writer) -> None:
     writer.commit(run(1, metadata='{"progress": 0.5}', tags='["a","b"]'))
     _, [change] = read_all(db_path)
-    typed = change.run
+    typed = change.run()
     assert typed is not None and typed.id == "run_1" and typed.tags == ["a", "b"]
     assert typed.metadata == {"progress": 0.5} and typed.is_queued
     data = change.to_dict()
     assert data["seq"] == 1 and data["table"] == "runs" and data["row"]["tags"] == ["a", "b"]
     assert set(data) >= {"seq", "op", "table", "key", "row", "changed", "old", "committed_at"}
+
+
+def test_change_run_with_a_model_per_task(db_path: Path, writer: Writer) -> None:
+    writer.commit(
+        run(1, task_identifier="send-email", payload='{"to": "a@example.com"}'),
+        run(2, task_identifier="render-video"),
+    )
+    writer.commit(RowChange("delete", "int_1", {}))
+    _, [email, video, deleted] = read_all(db_path)
+    both = EmailRun | ReportRun
+    typed = email.run(model=both)
+    assert type(typed) is EmailRun and typed.payload == Email(to="a@example.com")
+    assert type(deleted.run(model=both)) is EmailRun  # as it was before the delete
+    assert type(email.run(models={"send-email": EmailRun})) is EmailRun
+    assert type(video.run(model=both)) is replica.Run
+    assert video.run(model=both, other="skip") is None
+    with pytest.raises(replica.ReplicaError, match="run run_2 is of task 'render-video'"):
+        video.run(model=both, other="error")
 
 
 def test_the_reader_never_leaves_a_transaction_open(db_path: Path, writer: Writer) -> None:

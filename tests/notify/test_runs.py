@@ -19,6 +19,9 @@ from replica.devserver import DevServer
 from replica.engine import Engine
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
+from tests.support.task_models import EmailRun, ReportRun
+
+from .helpers import Writer, run, update
 
 
 @contextlib.asynccontextmanager
@@ -124,8 +127,6 @@ async def test_subscribe_to_batch(devserver: DevServer, store: Store, db: Replic
 
 
 def test_run_and_runs_lookups(db_path: Path, store: Store, db: Replica) -> None:
-    from .helpers import Writer, run
-
     writer = Writer(store)
     writer.commit(
         run(1, status="FAILED", tags='["user:1","org:x"]', error='{"message": "m", "name": "E"}'),
@@ -140,3 +141,44 @@ def test_run_and_runs_lookups(db_path: Path, store: Store, db: Replica) -> None:
     assert [r.id for r in db.runs(status=["FAILED", "QUEUED"])] == ["run_3", "run_1"]
     assert [r.id for r in db.runs(task="other")] == ["run_2"]
     assert len(db.runs(limit=2)) == 2
+
+
+@pytest.mark.anyio
+async def test_streams_read_each_run_with_the_model_of_its_task(
+    db: Replica, writer: Writer
+) -> None:
+    writer.commit(
+        run(1, task_identifier="send-email", payload='{"to": "a@example.com"}'),
+        run(2, task_identifier="render-video"),
+        run(3, task_identifier="generate-report", payload='{"reportId": "rep_1"}'),
+    )
+    stream = db.subscribe_to_runs_with_tag("a", model=EmailRun | ReportRun, other="skip")
+    initial = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(2)]
+    assert {(r.id, type(r)) for r in initial} == {("run_1", EmailRun), ("run_3", ReportRun)}
+    writer.commit(update(2, status="EXECUTING"))  # a task without a model: not yielded
+    writer.commit(update(1, status="EXECUTING"))
+    changed = await asyncio.wait_for(stream.__anext__(), 10)
+    assert (changed.id, type(changed), changed.status) == ("run_1", EmailRun, "EXECUTING")
+    await stream.aclose()
+
+    untyped = db.subscribe_to_runs_with_tag("a", models={"send-email": EmailRun})
+    kinds = {(r.id, type(r)) for r in [await untyped.__anext__() for _ in range(3)]}
+    assert kinds == {("run_1", EmailRun), ("run_2", Run), ("run_3", Run)}
+    await untyped.aclose()
+
+
+@pytest.mark.anyio
+async def test_a_skipped_run_still_ends_its_stream_and_a_refused_one_raises(
+    db: Replica, writer: Writer
+) -> None:
+    writer.commit(run(2, task_identifier="render-video"))
+    writer.commit(update(2, status="COMPLETED", finished_at="2026-01-01T00:01:00.000Z"))
+    skipped = db.subscribe_to_run("run_2", model=EmailRun, other="skip")
+    assert await asyncio.wait_for(_all(skipped), 10) == []
+    refused = db.subscribe_to_run("run_2", model=EmailRun, other="error")
+    with pytest.raises(replica.ReplicaError, match="run run_2 is of task 'render-video'"):
+        await asyncio.wait_for(refused.__anext__(), 10)
+
+
+async def _all(stream: AsyncIterator[Run[Any, Any]]) -> list[Run[Any, Any]]:
+    return [r async for r in stream]
