@@ -51,6 +51,9 @@ class _Group(click.Group):
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         debug = "--debug" in sys.argv[1:]
+        # Advice names this command's options while it runs (and only then: the command may
+        # run inside another program, tests among them).
+        speaking, errors.speaks_cli = errors.speaks_cli, True
         try:
             return super().main(*args, standalone_mode=False, **kwargs)
         except click.exceptions.Exit as exc:
@@ -83,6 +86,8 @@ class _Group(click.Group):
                 err=True,
             )
             sys.exit(1)
+        finally:
+            errors.speaks_cli = speaking
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -93,7 +98,6 @@ class _Group(click.Group):
 def cli(ctx: click.Context, debug: bool, json_logs: bool) -> None:
     """Keep a live local SQLite replica of Trigger.dev runs and ElectricSQL shapes."""
     ctx.obj = {"debug": debug, "json_logs": json_logs}
-    errors.speaks_cli = True  # advice names this command's options
     logs.configure(debug=debug, json_lines=json_logs)
 
 
