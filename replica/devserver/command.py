@@ -7,7 +7,12 @@ import sys
 
 import click
 
-from replica.devserver.config import MIB, DevServerConfig, make_secret_key
+from replica.devserver.config import (
+    DAY,
+    MIB,
+    DevServerConfig,
+    make_secret_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +99,15 @@ FAULT_HELP = (
     metavar="SECRET",
     help="Require ?secret= on /v1/shape, like Electric's ELECTRIC_SECRET.",
 )
+@click.option(
+    "--handle-window-ttl",
+    default=14 * DAY,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Electric backend: how long a tag feed's handle keeps its createdAt window "
+    "after its last use (then a request with it gets no window).",
+)
 @click.option("--fault", "faults", multiple=True, metavar="SPEC", help=FAULT_HELP)
 def dev_server(
     host: str,
@@ -109,6 +123,7 @@ def dev_server(
     offload_threshold: int,
     rotate_every: float | None,
     electric_secret: str | None,
+    handle_window_ttl: float,
     faults: tuple[str, ...],
 ) -> None:
     """Run a local emulator of ElectricSQL and Trigger.dev Realtime.
@@ -142,6 +157,7 @@ def dev_server(
         seed=seed,
         speed=speed,
         rotate_every=rotate_every,
+        handle_window_ttl=handle_window_ttl,
     )
     try:
         sock = bind_socket(host, port)

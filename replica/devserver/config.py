@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass, field
 
 MIB = 1024 * 1024
+DAY = 24 * 3600.0
 
 
 def make_secret_key() -> str:
@@ -35,10 +36,13 @@ class DevServerConfig:
     #: Concurrent live requests allowed on the Trigger.dev realtime routes (then 429).
     live_concurrency_limit: int = 100_000
     #: Cap on the `createdAt` window of tag feeds, in seconds (Trigger.dev default: 24 h).
-    created_at_max_age: float = 24 * 3600
+    created_at_max_age: float = DAY
     #: The tag feeds' `createdAt` floor is rounded down to this many seconds, so that
     #: subscriptions started close together share one shape (and its snapshot).
     created_at_bucket: float = 60.0
+    #: Electric backend: seconds a tag feed's handle keeps its `createdAt` window after the
+    #: last response that used it (webapp cache: fresh 1 week, served stale up to 2 weeks).
+    handle_window_ttl: float = 14 * DAY
     #: Payloads above this many bytes are offloaded to the object store (Trigger.dev: 512 KB).
     payload_offload_threshold: int = 512 * 1024
     #: When set, `/v1/shape` requires `?secret=` (Electric's ELECTRIC_SECRET mode).

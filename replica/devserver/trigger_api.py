@@ -141,7 +141,9 @@ async def _proxy(
         if live:
             emu.live_requests -= 1
     handle = response.headers.get("electric-handle")
-    if remember is not None and handle:
+    # The webapp reads the handle after renaming the headers for legacy clients, so it never
+    # remembers a window for them.
+    if remember is not None and handle and not legacy:
         remember(handle)
     return _rewrite(request, response, legacy)
 
@@ -184,8 +186,7 @@ def _created_at_floor(emu: Emulator, raw: str | None) -> dt.datetime | None:
     if seconds is None:
         return None  # an unparsable duration adds no createdAt clause (Electric path)
     seconds = min(seconds, emu.config.created_at_max_age)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    floor = now - dt.timedelta(seconds=seconds)
+    floor = emu.clock.now() - dt.timedelta(seconds=seconds)
     # Bucketed (to the minute by default, as the native backend does) so that subscriptions
     # started close together share one shape instead of each building its own snapshot.
     bucket = max(emu.config.created_at_bucket, 0.001)
@@ -208,9 +209,12 @@ async def realtime_runs(request: Request) -> Response:
     resources += [("tags", t) for t in tags]
     if not principal.can("read", resources):
         raise forbidden(request)
+    # The window is computed on the request without a handle and remembered under the
+    # response's handle; a request with a handle whose window is forgotten gets none.
     handle = request.query_params.get("handle") or request.query_params.get("shape_id")
-    floor = emu.created_at_by_handle.get(handle) if handle else None
-    if floor is None:
+    if handle:
+        floor = emu.handle_windows.get(handle)
+    else:
         floor = _created_at_floor(emu, request.query_params.get("createdAt"))
     clauses = [f'"runtimeEnvironmentId"={_sql_string(emu.environment_id)}']
     if tags:
@@ -221,7 +225,7 @@ async def realtime_runs(request: Request) -> Response:
 
     def remember(new_handle: str) -> None:
         if floor is not None:
-            emu.created_at_by_handle[new_handle] = floor
+            emu.handle_windows.set(new_handle, floor)
 
     return await _proxy(request, principal, " AND ".join(clauses), remember=remember)
 

@@ -33,6 +33,7 @@ def test_help_lists_the_options() -> None:
         "--fault",
         "--long-poll-timeout",
         "--rotate-every",
+        "--handle-window-ttl",
     ):
         assert option in result.stdout
     assert "dev-server" in run("--help").stdout
