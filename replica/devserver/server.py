@@ -52,7 +52,7 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.emulator.closing = True
-        self.emulator.registry.wake_all()
+        self.emulator.wake_all()
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
@@ -158,7 +158,7 @@ class DevServer:
         self._server = self._thread = None
         if server is not None and thread is not None:
             self.emulator.closing = True
-            self.emulator.registry.wake_all()
+            self.emulator.wake_all()
             server.should_exit = True
         if wait or thread is None:
             self._finish(thread)
@@ -340,7 +340,7 @@ class DevServer:
 
     def advance_clock(self, seconds: float) -> None:
         """Move the emulator's clock forward: run timestamps, tag windows and the ages of
-        remembered handle windows follow it (not token expiry)."""
+        remembered handle windows and working sets follow it (not token expiry)."""
         self.emulator.clock.advance(seconds)
 
     def handle_windows(self) -> list[dict[str, Any]]:

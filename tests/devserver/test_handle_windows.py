@@ -157,4 +157,5 @@ def test_clock_and_handle_windows_over_the_admin_api(
     }
     info = client.get("/_replica/info").json()
     assert info["clock_offset"] == 3600
+    assert info["config"]["realtime_backend"] == "electric"
     assert info["config"]["handle_window_ttl"] == 14 * DAY
