@@ -91,10 +91,10 @@ class RunSet:
             return False
         if self.batch_id is not None:
             return run.get("batchId") == self.batch_id
-        if self.floor_ms is not None and wire.millis(str(run["createdAt"])) < self.floor_ms:
-            return False
         tags = RunService.tags_of(run)
-        return all(t in tags for t in self.tags)
+        if not all(t in tags for t in self.tags):
+            return False
+        return self.floor_ms is None or wire.millis(str(run["createdAt"])) >= self.floor_ms
 
 
 @dataclass
