@@ -169,7 +169,7 @@ class NativeBackend:
     def _max_age_floor(self) -> int:
         return self.emu.clock.millis() - int(self.config.created_at_max_age * 1000)
 
-    def initial_floor(self, created_at: str | None) -> int:
+    def _initial_floor(self, created_at: str | None) -> int:
         """`#computeCreatedAtFilter`: now - createdAt (default 24h), capped by the max age;
         an unparsable duration falls back to the max age; then bucketed down."""
         floor = self._max_age_floor()
@@ -178,7 +178,7 @@ class NativeBackend:
             return self._bucket(floor)
         return self._bucket(max(self.emu.clock.millis() - int(seconds * 1000), floor))
 
-    def clamped_floor(self, handle: str, created_at: str | None) -> int:
+    def _clamped_floor(self, handle: str, created_at: str | None) -> int:
         """`#clampCreatedAtFloor`: the handle's pinned start, moved up to now - max age.
         A handle that pins no window gets a fresh one (`#filterMsFromHandle`)."""
         parts = handle.split("_")
@@ -187,7 +187,7 @@ class NativeBackend:
         except ValueError:
             pinned = 0
         if pinned <= 0:
-            return self.initial_floor(created_at)
+            return self._initial_floor(created_at)
         return self._bucket(max(pinned, self._max_age_floor()))
 
     # -- feeds ----------------------------------------------------------------------------
@@ -210,10 +210,10 @@ class NativeBackend:
         created_at = request.query_params.get("createdAt")
         env = self.emu.environment_id
         if feed.initial or feed.handle is None:
-            floor = self.initial_floor(created_at)
+            floor = self._initial_floor(created_at)
             run_set = RunSet(env, tuple(tags), floor_ms=floor)
             return self._set_snapshot(feed, run_set, f"runs_{floor}_{self._unique_suffix()}")
-        run_set = RunSet(env, tuple(tags), floor_ms=self.clamped_floor(feed.handle, created_at))
+        run_set = RunSet(env, tuple(tags), floor_ms=self._clamped_floor(feed.handle, created_at))
         if feed.live:
             with live_slot(request):
                 return await self._set_live(feed, run_set, feed.handle)
