@@ -24,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import random
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -213,11 +213,15 @@ class NativeBackend:
             floor = self._initial_floor(created_at)
             run_set = RunSet(env, tuple(tags), floor_ms=floor)
             return self._set_snapshot(feed, run_set, f"runs_{floor}_{self._unique_suffix()}")
-        run_set = RunSet(env, tuple(tags), floor_ms=self._clamped_floor(feed.handle, created_at))
+        handle = feed.handle
+
+        def window() -> RunSet:
+            return RunSet(env, tuple(tags), floor_ms=self._clamped_floor(handle, created_at))
+
         if feed.live:
             with live_slot(request):
-                return await self._set_live(feed, run_set, feed.handle)
-        return self._set_snapshot(feed, run_set, feed.handle)
+                return await self._set_live(feed, window, handle)
+        return self._set_snapshot(feed, window(), handle)
 
     async def stream_batch(
         self, request: Request, columns: tuple[str, ...], batch_id: str
@@ -227,7 +231,7 @@ class NativeBackend:
         run_set = RunSet(self.emu.environment_id, batch_id=batch_id)
         if not feed.initial and feed.handle is not None and feed.live:
             with live_slot(request):
-                return await self._set_live(feed, run_set, feed.handle)
+                return await self._set_live(feed, lambda: run_set, feed.handle)
         # A handle per connection, never derived from the batch alone: working sets are
         # kept per handle, and a shared one would let one client's poll hide rows from another.
         handle = feed.handle or f"batch_{batch_id}_{self._unique_suffix()}"
@@ -293,9 +297,15 @@ class NativeBackend:
         offset = wire.encode_offset(newest, self._next_seq())
         return self._respond(feed, inserts, offset, handle, schema=True)
 
-    async def _set_live(self, feed: FeedRequest, run_set: RunSet, handle: str) -> Response:
+    async def _set_live(
+        self, feed: FeedRequest, window: Callable[[], RunSet], handle: str
+    ) -> Response:
         """`#runSetLiveResponse`: send what changed in the set since the handle's last
-        response as soon as there is something; after the hold, resolve the whole set."""
+        response as soon as there is something; after the hold, resolve the whole set.
+
+        The webapp fixes a poll's window when it starts, which differs from "now" by the
+        hold at most; the emulator's clock can jump during a hold, so the window is read
+        again on each wake-up, as the next poll would see it."""
         floor_ms = wire.offset_millis(feed.offset)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._hold()
@@ -304,7 +314,7 @@ class NativeBackend:
             # Nothing to diff against, or the gap is no longer replayable: resolve once
             # first, as the webapp does on a cold start ("cold-resolve").
             changes, newest, state = self._full_resolve(
-                run_set, None if state is None else state.seen, floor_ms, handle
+                window(), None if state is None else state.seen, floor_ms, handle
             )
             if changes:
                 return self._emit(feed, handle, changes, newest)
@@ -314,6 +324,7 @@ class NativeBackend:
                 break
             missed, end = replay
             if missed:
+                run_set = window()
                 matched = [run for run in missed if run_set.matches(run)]
                 changes, newest, touched = diff(matched, state.seen, floor_ms)
                 state = WorkingSet({**state.seen, **touched}, end)
@@ -326,7 +337,7 @@ class NativeBackend:
             await self.changes.wait(state.position, remaining)
         if self.emu.closing:
             return self._emit(feed, handle, [], floor_ms)
-        changes, newest, _ = self._full_resolve(run_set, state.seen, floor_ms, handle)
+        changes, newest, _ = self._full_resolve(window(), state.seen, floor_ms, handle)
         return self._emit(feed, handle, changes, newest)
 
     # -- responses --------------------------------------------------------------------------

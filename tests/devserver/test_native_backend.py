@@ -282,6 +282,29 @@ def test_the_tag_window_moves_and_runs_age_out_without_a_delete(
         assert run_ids(catch_up.json()) == {new}
 
 
+def test_a_poll_held_across_a_clock_jump_sees_the_moved_window(
+    devserver_factory: Callable[..., DevServer],
+) -> None:
+    server = devserver_factory(
+        realtime_backend="native", long_poll_timeout=30.0, native_working_set_ttl=10 * 86400
+    )
+    old = server.trigger("t", {"n": 1}, tags=["w"])
+    with httpx.Client(base_url=server.url, headers=headers(server.secret_key)) as client:
+        last = client.get("/realtime/v1/runs", params={"tags": "w", "offset": "-1"})
+        held: list[httpx.Response] = []
+        poll = threading.Thread(
+            target=lambda: held.append(follow(client, "/realtime/v1/runs", last, tags="w"))
+        )
+        poll.start()
+        while server.emulator.live_requests < 1:
+            threading.Event().wait(0.01)
+        server.advance_clock(25 * 3600)
+        server.start_run(old)  # out of the window now: the held poll ignores it
+        new = server.trigger("t", {"n": 2}, tags=["w"])
+        poll.join()
+        assert ops(held[0]) == [("insert", new), ("up-to-date", "")]
+
+
 def test_a_forgotten_working_set_sends_updates_newer_than_the_offset(
     native: DevServer, client: httpx.Client
 ) -> None:
