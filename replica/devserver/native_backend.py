@@ -195,12 +195,12 @@ class NativeBackend:
     async def stream_run(self, request: Request, columns: tuple[str, ...], run_id: str) -> Response:
         """`streamRun`: one run, by internal id."""
         feed = FeedRequest.read(request, columns)
-        if feed.initial:
+        if feed.initial or feed.handle is None:
             return self._run_snapshot(feed, run_id, f"run-{run_id}")
         if feed.live:
             with live_slot(request):
-                return await self._run_live(feed, run_id)
-        return self._run_snapshot(feed, run_id, feed.handle or f"run-{run_id}")
+                return await self._run_live(feed, run_id, feed.handle)
+        return self._run_snapshot(feed, run_id, feed.handle)
 
     async def stream_runs(
         self, request: Request, columns: tuple[str, ...], tags: list[str]
@@ -253,23 +253,22 @@ class NativeBackend:
         offset = wire.encode_offset(wire.millis(str(run["updatedAt"])), self._next_seq())
         return self._respond(feed, [(run, "insert")], offset, handle, schema=True)
 
-    async def _run_live(self, feed: FeedRequest, run_id: str) -> Response:
+    async def _run_live(self, feed: FeedRequest, run_id: str, handle: str) -> Response:
         """An update once the run's `updatedAt` passes the client's offset, else (after the
         hold) `up-to-date` with the client's own offset and a new cursor."""
-        assert feed.handle is not None
         last_seen = wire.offset_millis(feed.offset)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self._hold()
         while True:
             position = self.changes.position
             run = self._current_run(run_id)
-            if run is not None and wire.millis(str(run["updatedAt"])) > last_seen:
-                updated = wire.millis(str(run["updatedAt"]))
-                return self._emit(feed, feed.handle, [(run, "update")], updated)
+            updated = wire.millis(str(run["updatedAt"])) if run is not None else 0
+            if run is not None and updated > last_seen:
+                return self._emit(feed, handle, [(run, "update")], updated)
             remaining = deadline - loop.time()
             if remaining <= 0 or self.emu.closing:
                 seq = self._next_seq()
-                return self._respond(feed, [], feed.offset, feed.handle, cursor=seq)
+                return self._respond(feed, [], feed.offset, handle, cursor=seq)
             await self.changes.wait(position, remaining)
 
     # -- run sets ---------------------------------------------------------------------------
