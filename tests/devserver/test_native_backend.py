@@ -77,6 +77,21 @@ def follow(client: httpx.Client, path: str, last: httpx.Response, **params: str)
     return r
 
 
+def held_poll(
+    server: DevServer, client: httpx.Client, last: httpx.Response
+) -> tuple[threading.Thread, list[httpx.Response]]:
+    """The tag feed's next live poll on a thread, returned once the server holds it; the
+    list gets its response."""
+    held: list[httpx.Response] = []
+    thread = threading.Thread(
+        target=lambda: held.append(follow(client, "/realtime/v1/runs", last, tags="w"))
+    )
+    thread.start()
+    while server.emulator.live_requests < 1:
+        threading.Event().wait(0.01)
+    return thread, held
+
+
 # -- handles, offsets, snapshots ---------------------------------------------------------
 
 
@@ -291,13 +306,7 @@ def test_a_poll_held_across_a_clock_jump_sees_the_moved_window(
     old = server.trigger("t", {"n": 1}, tags=["w"])
     with httpx.Client(base_url=server.url, headers=headers(server.secret_key)) as client:
         last = client.get("/realtime/v1/runs", params={"tags": "w", "offset": "-1"})
-        held: list[httpx.Response] = []
-        poll = threading.Thread(
-            target=lambda: held.append(follow(client, "/realtime/v1/runs", last, tags="w"))
-        )
-        poll.start()
-        while server.emulator.live_requests < 1:
-            threading.Event().wait(0.01)
+        poll, held = held_poll(server, client, last)
         server.advance_clock(25 * 3600)
         server.start_run(old)  # out of the window now: the held poll ignores it
         new = server.trigger("t", {"n": 2}, tags=["w"])
@@ -355,13 +364,7 @@ def test_live_polls_take_concurrency_slots(devserver_factory: Callable[..., DevS
     run_id = server.trigger("t", {}, tags=["w"])
     with httpx.Client(base_url=server.url, headers=headers(server.secret_key)) as client:
         last = client.get("/realtime/v1/runs", params={"tags": "w", "offset": "-1"})
-        held: list[httpx.Response] = []
-        holder = threading.Thread(
-            target=lambda: held.append(follow(client, "/realtime/v1/runs", last, tags="w"))
-        )
-        holder.start()
-        while server.emulator.live_requests < 1:
-            threading.Event().wait(0.01)
+        holder, held = held_poll(server, client, last)
         with httpx.Client(base_url=server.url, headers=headers(server.secret_key)) as other:
             refused = resume(other, f"/realtime/v1/runs/{run_id}", last, live=True)
             assert refused.status_code == 429
