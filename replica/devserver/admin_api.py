@@ -1,6 +1,7 @@
 """The admin API under `/_replica/`: define tables, write rows, drive runs, rotate shapes,
-inject faults, mint tokens. Every route but `/_replica/health` needs
-`Authorization: Bearer <secret key>`. Documented in docs/emulator.md."""
+inject faults, mint tokens, move the clock, forget handle windows. Every route but
+`/_replica/health` needs `Authorization: Bearer <secret key>`. Documented in
+docs/emulator.md."""
 
 from __future__ import annotations
 
@@ -66,11 +67,19 @@ async def info(request: Request, emu: Emulator, body: dict[str, Any]) -> Any:
         "tables": [t.qualified for t in emu.db.tables.values()],
         "shapes": len(emu.registry.shapes()),
         "live_requests": emu.live_requests,
+        "clock_offset": emu.clock.offset,
         "config": {
             "long_poll_timeout": c.long_poll_timeout,
             "chunk_bytes": c.chunk_bytes,
             "chunk_rows": c.chunk_rows,
             "live_concurrency_limit": c.live_concurrency_limit,
+            "realtime_backend": c.realtime_backend,
+            "created_at_max_age": c.created_at_max_age,
+            "created_at_bucket": c.created_at_bucket,
+            "handle_window_ttl": c.handle_window_ttl,
+            "native_max_list_results": c.native_max_list_results,
+            "native_live_poll_jitter": c.native_live_poll_jitter,
+            "native_working_set_ttl": c.native_working_set_ttl,
             "payload_offload_threshold": c.payload_offload_threshold,
             "simulate": c.simulate,
             "seed": c.seed,
@@ -191,6 +200,30 @@ async def mint_token(request: Request, emu: Emulator, body: dict[str, Any]) -> A
     return {"token": token}
 
 
+def clock_state(emu: Emulator) -> dict[str, Any]:
+    return {
+        "now": emu.clock.now().isoformat(timespec="milliseconds") + "Z",
+        "offset": emu.clock.offset,
+    }
+
+
+async def get_clock(request: Request, emu: Emulator, body: dict[str, Any]) -> Any:
+    return clock_state(emu)
+
+
+async def advance_clock(request: Request, emu: Emulator, body: dict[str, Any]) -> Any:
+    emu.clock.advance(float(body["advance"]))
+    return clock_state(emu)
+
+
+async def list_handle_windows(request: Request, emu: Emulator, body: dict[str, Any]) -> Any:
+    return {"handle_windows": emu.handle_window_info()}
+
+
+async def forget_handle_windows(request: Request, emu: Emulator, body: dict[str, Any]) -> Any:
+    return {"forgotten": emu.handle_windows.forget(body.get("handle"))}
+
+
 def admin_routes() -> list[Route]:
     p = "/_replica"
     return [
@@ -211,4 +244,8 @@ def admin_routes() -> list[Route]:
         Route(f"{p}/faults", _admin(clear_faults), methods=["DELETE"]),
         Route(f"{p}/faults/{{fault_id}}", _admin(clear_faults), methods=["DELETE"]),
         Route(f"{p}/tokens", _admin(mint_token), methods=["POST"]),
+        Route(f"{p}/clock", _admin(get_clock), methods=["GET"]),
+        Route(f"{p}/clock", _admin(advance_clock), methods=["POST"]),
+        Route(f"{p}/handle-windows", _admin(list_handle_windows), methods=["GET"]),
+        Route(f"{p}/handle-windows", _admin(forget_handle_windows), methods=["DELETE"]),
     ]

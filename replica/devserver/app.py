@@ -88,7 +88,7 @@ def create_app(emulator: Emulator | DevServerConfig | None = None) -> Starlette:
             yield
         finally:
             emu.closing = True
-            emu.registry.wake_all()
+            emu.wake_all()
             for task in tasks:
                 task.cancel()
             for task in tasks:

@@ -7,7 +7,14 @@ import sys
 
 import click
 
-from replica.devserver.config import MIB, DevServerConfig, make_secret_key
+from replica.devserver.config import (
+    DAY,
+    MIB,
+    REALTIME_BACKENDS,
+    DevServerConfig,
+    RealtimeBackend,
+    make_secret_key,
+)
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +101,29 @@ FAULT_HELP = (
     metavar="SECRET",
     help="Require ?secret= on /v1/shape, like Electric's ELECTRIC_SECRET.",
 )
+@click.option(
+    "--realtime-backend",
+    type=click.Choice(REALTIME_BACKENDS),
+    default="electric",
+    show_default=True,
+    help="Serve the run feeds like Trigger.dev's Electric proxy or like its native backend.",
+)
+@click.option(
+    "--handle-window-ttl",
+    default=14 * DAY,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    metavar="SECONDS",
+    help="Electric backend: how long a tag feed's handle keeps its createdAt window "
+    "after its last use (then a request with it gets no window).",
+)
+@click.option(
+    "--max-list-results",
+    default=1000,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Native backend: most runs a tag or batch feed holds.",
+)
 @click.option("--fault", "faults", multiple=True, metavar="SPEC", help=FAULT_HELP)
 def dev_server(
     host: str,
@@ -109,6 +139,9 @@ def dev_server(
     offload_threshold: int,
     rotate_every: float | None,
     electric_secret: str | None,
+    realtime_backend: RealtimeBackend,
+    handle_window_ttl: float,
+    max_list_results: int,
     faults: tuple[str, ...],
 ) -> None:
     """Run a local emulator of ElectricSQL and Trigger.dev Realtime.
@@ -142,6 +175,9 @@ def dev_server(
         seed=seed,
         speed=speed,
         rotate_every=rotate_every,
+        realtime_backend=realtime_backend,
+        handle_window_ttl=handle_window_ttl,
+        native_max_list_results=max_list_results,
     )
     try:
         sock = bind_socket(host, port)
@@ -157,6 +193,8 @@ def dev_server(
     click.echo(f"  secret key: {config.secret_key}")
     click.echo(f"  export TRIGGER_API_URL={url} TRIGGER_SECRET_KEY={config.secret_key}")
     click.echo(f"  Electric:   {url}/v1/shape?table=...   admin: {url}/_replica/info")
+    if realtime_backend != "electric":
+        click.echo(f"  realtime feeds served like Trigger.dev's {realtime_backend} backend")
     if simulate:
         click.echo(f"  simulating runs (seed {seed}, speed {speed:g}x); follow tag user:1234")
     click.echo("  press Ctrl-C to stop")

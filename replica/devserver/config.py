@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass, field
+from typing import Literal
 
 MIB = 1024 * 1024
+DAY = 24 * 3600.0
+
+#: How the realtime routes behave: like Trigger.dev's proxy to Electric, or like its own
+#: ("native") implementation of the same protocol (trigger-realtime.md §1.1, §1.8).
+RealtimeBackend = Literal["electric", "native"]
+REALTIME_BACKENDS: tuple[RealtimeBackend, ...] = ("electric", "native")
 
 
 def make_secret_key() -> str:
@@ -24,7 +31,8 @@ class DevServerConfig:
     secret_key: str = field(default_factory=make_secret_key)
     #: SQLite file holding the emulated tables; None = a temporary file removed at stop.
     db_path: str | None = None
-    #: How long a live request is held before answering `[up-to-date]` (Electric: 20 s).
+    #: How long a live request is held before answering `[up-to-date]` (Electric: 20 s; the
+    #: native backend holds this ± `native_live_poll_jitter`).
     long_poll_timeout: float = 20.0
     #: Snapshot chunk size threshold in bytes (Electric's default is ~10 MB) ...
     chunk_bytes: int = 10 * MIB
@@ -35,10 +43,22 @@ class DevServerConfig:
     #: Concurrent live requests allowed on the Trigger.dev realtime routes (then 429).
     live_concurrency_limit: int = 100_000
     #: Cap on the `createdAt` window of tag feeds, in seconds (Trigger.dev default: 24 h).
-    created_at_max_age: float = 24 * 3600
+    created_at_max_age: float = DAY
     #: The tag feeds' `createdAt` floor is rounded down to this many seconds, so that
     #: subscriptions started close together share one shape (and its snapshot).
     created_at_bucket: float = 60.0
+    #: Which realtime backend the Trigger.dev routes behave like (webapp default: electric).
+    realtime_backend: RealtimeBackend = "electric"
+    #: Electric backend: seconds a tag feed's handle keeps its `createdAt` window after the
+    #: last response that used it (webapp cache: fresh 1 week, served stale up to 2 weeks).
+    handle_window_ttl: float = 14 * DAY
+    #: Native backend: most runs a tag or batch feed holds (..._NATIVE_MAX_LIST_RESULTS).
+    native_max_list_results: int = 1000
+    #: Native backend: live polls hold `long_poll_timeout` ± this ratio (..._JITTER_RATIO).
+    native_live_poll_jitter: float = 0.15
+    #: Native backend: seconds a handle's working set lasts after its last poll
+    #: (..._NATIVE_WORKING_SET_TTL_MS); then the next poll diffs against its offset only.
+    native_working_set_ttl: float = 300.0
     #: Payloads above this many bytes are offloaded to the object store (Trigger.dev: 512 KB).
     payload_offload_threshold: int = 512 * 1024
     #: When set, `/v1/shape` requires `?secret=` (Electric's ELECTRIC_SECRET mode).

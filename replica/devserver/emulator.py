@@ -15,13 +15,16 @@ import tempfile
 from typing import Any
 
 from replica.devserver.auth import Authenticator
-from replica.devserver.config import DevServerConfig
+from replica.devserver.clock import Clock
+from replica.devserver.config import REALTIME_BACKENDS, DevServerConfig
 from replica.devserver.electric_api import InitialResponseCache
 from replica.devserver.faults import Faults
+from replica.devserver.native_backend import NativeBackend
 from replica.devserver.packets import ObjectStore
 from replica.devserver.runs import RunService
 from replica.devserver.shapes import Shape, ShapeRegistry
 from replica.devserver.tables import Database
+from replica.devserver.ttl_cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +39,14 @@ class Emulator:
     """State shared by every part of the dev server."""
 
     def __init__(self, config: DevServerConfig) -> None:
+        if config.realtime_backend not in REALTIME_BACKENDS:
+            raise ValueError(
+                f"unknown realtime backend {config.realtime_backend!r}: "
+                f"use one of {', '.join(REALTIME_BACKENDS)}"
+            )
         self.config = config
+        #: The emulator's time: runs, tag windows and remembered windows follow it.
+        self.clock = Clock()
         self._tmpdir: str | None = None
         if config.db_path is None:
             self._tmpdir = tempfile.mkdtemp(prefix="replica-devserver-")
@@ -58,11 +68,16 @@ class Emulator:
             self.objects,
             self.environment_id,
             offload_threshold=config.payload_offload_threshold,
+            clock=self.clock.now,
         )
         self.faults = Faults(config.seed)
         self.initial_responses = InitialResponseCache()
-        #: The `createdAt` floor each tag-feed handle was created with (webapp: Redis cache).
-        self.created_at_by_handle: dict[str, dt.datetime] = {}
+        #: Electric backend: the `createdAt` floor of each tag-feed handle (webapp: a cache).
+        self.handle_windows: TtlCache[dt.datetime] = TtlCache(
+            self.clock, config.handle_window_ttl, max_entries=100_000
+        )
+        #: The native backend, when the realtime routes behave like it.
+        self.native = NativeBackend(self) if config.realtime_backend == "native" else None
         #: Batch item indexes already accepted (2-phase batches dedupe by index).
         self.batch_items: dict[str, set[Any]] = {}
         #: Live requests in flight on the Trigger.dev routes (the concurrency limit counts them).
@@ -105,9 +120,26 @@ class Emulator:
             "created_lsn": shape.created_lsn,
         }
 
+    def handle_window_info(self) -> list[dict[str, Any]]:
+        """The tag windows the Electric backend remembers, with their ages in seconds."""
+        return [
+            {
+                "handle": handle,
+                "created_at_floor": floor.isoformat(timespec="milliseconds") + "Z",
+                "age": round(age, 3),
+            }
+            for handle, floor, age in self.handle_windows.ages()
+        ]
+
+    def wake_all(self) -> None:
+        """Answer every pending long-poll now (at shutdown)."""
+        self.registry.wake_all()
+        if self.native is not None:
+            self.registry.wake([self.native.changes])
+
     def close(self) -> None:
         self.closing = True
-        self.registry.wake_all()
+        self.wake_all()
         self.db.close()
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)

@@ -52,7 +52,7 @@ class _Server(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: Any) -> None:
         self.emulator.closing = True
-        self.emulator.registry.wake_all()
+        self.emulator.wake_all()
         super().handle_exit(sig, frame)
 
     @contextlib.contextmanager
@@ -158,7 +158,7 @@ class DevServer:
         self._server = self._thread = None
         if server is not None and thread is not None:
             self.emulator.closing = True
-            self.emulator.registry.wake_all()
+            self.emulator.wake_all()
             server.should_exit = True
         if wait or thread is None:
             self._finish(thread)
@@ -335,6 +335,22 @@ class DevServer:
 
     def clear_faults(self) -> None:
         self.emulator.faults.clear()
+
+    # -- time and remembered windows ------------------------------------------------------
+
+    def advance_clock(self, seconds: float) -> None:
+        """Move the emulator's clock forward: run timestamps, tag windows and the ages of
+        remembered handle windows and working sets follow it (not token expiry)."""
+        self.emulator.clock.advance(seconds)
+
+    def handle_windows(self) -> list[dict[str, Any]]:
+        """Electric backend: the remembered tag windows (`handle`, `created_at_floor`, `age`)."""
+        return self.emulator.handle_window_info()
+
+    def forget_handle_windows(self, handle: str | None = None) -> int:
+        """Electric backend: forget one handle's tag window (or all), as the webapp's cache
+        does after `handle_window_ttl`; returns how many were forgotten."""
+        return self.emulator.handle_windows.forget(handle)
 
     @contextlib.contextmanager
     def fault(self, kind: str, **options: Any) -> Iterator[FaultRule]:

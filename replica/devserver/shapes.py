@@ -15,8 +15,9 @@ import logging
 import threading
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import orjson
 
@@ -27,6 +28,12 @@ from replica.devserver.tables import Change, Database, Row, Table, Transaction
 from replica.devserver.where import Where
 
 log = logging.getLogger(__name__)
+
+
+class Wakeable(Protocol):
+    """Something long-polls wait on: `wake()` releases them (called on the server's loop)."""
+
+    def wake(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -246,20 +253,21 @@ class ShapeRegistry:
         self.loop = loop
         self._loop_thread = threading.get_ident() if loop is not None else None
 
-    def _wake(self, shapes: Any) -> None:
-        shapes = list(shapes)
-        if not shapes:
+    def wake(self, waiters: Iterable[Wakeable]) -> None:
+        """Call `wake()` of each waiter on the server's loop (from whichever thread commits)."""
+        waiters = list(waiters)
+        if not waiters:
             return
         loop = self.loop
         if loop is None or loop.is_closed() or threading.get_ident() == self._loop_thread:
-            for s in shapes:
-                s.wake()
+            for w in waiters:
+                w.wake()
         else:
-            loop.call_soon_threadsafe(lambda: [s.wake() for s in shapes])
+            loop.call_soon_threadsafe(lambda: [w.wake() for w in waiters])
 
     def wake_all(self) -> None:
         """Wake every waiter (used at shutdown so long-polls return promptly)."""
-        self._wake(self._by_handle.values())
+        self.wake(self._by_handle.values())
 
     # -- lookup and creation ------------------------------------------------------------
 
@@ -351,7 +359,7 @@ class ShapeRegistry:
             conn.execute("DELETE FROM _shape_log WHERE shape_id = ?", (shape.id,))
             conn.execute("DELETE FROM _shape_chunks WHERE shape_id = ?", (shape.id,))
         log.info("rotated shape %s (%s)", shape.handle, shape.definition.table.qualified)
-        self._wake([shape])
+        self.wake([shape])
 
     def rotate_table(self, table: Table) -> list[str]:
         """Rotate every shape of `table` (what a TRUNCATE does); returns the retired handles."""
@@ -403,7 +411,7 @@ class ShapeRegistry:
     def _after_commit(self, txn: Transaction) -> None:
         with self.db.lock:
             pending, self._pending_wake = self._pending_wake, set()
-        self._wake(pending)
+        self.wake(pending)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -65,7 +65,7 @@ class SnapshotBuilder:
             if final:
                 shape.snapshot_complete = True
         self._parts, self._size = [], 0
-        self.registry._wake([shape])
+        self.registry.wake([shape])
 
     def step(self, max_rows: int) -> bool:
         """Render up to `max_rows` source rows; True once the snapshot is complete."""

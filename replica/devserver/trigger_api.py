@@ -1,17 +1,20 @@
-"""Trigger.dev's realtime routes, as a proxy onto the shape engine (trigger-realtime.md §1).
+"""Trigger.dev's realtime routes (trigger-realtime.md §1).
 
 `/realtime/v1/runs/{id}`, `/realtime/v1/runs?tags=&createdAt=` and
-`/realtime/v1/batches/{id}` authenticate the caller, build the `TaskRun` where-clause and
-column list the webapp builds, pass every other query parameter through to `/v1/shape`, and
-apply the webapp's response rewrites (legacy header names, `DEQUEUED` for old API versions).
+`/realtime/v1/batches/{id}` authenticate the caller, then serve the feed like the configured
+backend. The Electric backend (the default) is a proxy onto the shape engine: it builds the
+`TaskRun` where-clause and column list the webapp builds, passes every other query parameter
+through to `/v1/shape`, and applies the webapp's response rewrites (legacy header names,
+`DEQUEUED` for old API versions). The native backend is `native_backend.py`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -97,13 +100,32 @@ def _sql_string(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
-def _columns(principal: Principal, request: Request) -> str:
+def selected_columns(principal: Principal, request: Request) -> tuple[str, ...]:
+    """The feed's columns: the token's `realtime.skipColumns`, else the URL's, are left out."""
     skip = principal.skip_columns
     if skip is None:
         raw = request.query_params.get("skipColumns") or ""
         skip = [c.strip() for c in raw.split(",") if c.strip()]
     skipped = {c for c in skip if c not in NEVER_SKIPPED}
-    return ",".join(f'"{c}"' for c in ELECTRIC_COLUMNS if c not in skipped)
+    return tuple(c for c in ELECTRIC_COLUMNS if c not in skipped)
+
+
+@contextlib.contextmanager
+def live_slot(request: Request) -> Iterator[None]:
+    """Hold one of the environment's live-poll slots (§1.7); over the limit, a 429 is raised."""
+    emu: Emulator = request.app.state.emulator
+    if emu.live_requests >= emu.config.live_concurrency_limit:
+        raise refusal(request, 429, {"error": "Too many concurrent requests"})
+    emu.live_requests += 1
+    try:
+        yield
+    finally:
+        emu.live_requests -= 1
+
+
+def without_dequeued(body: bytes) -> bytes:
+    """The body as callers without the current `x-trigger-api-version` get it."""
+    return body.replace(b'"status":"DEQUEUED"', b'"status":"EXECUTING"')
 
 
 async def _proxy(
@@ -122,7 +144,7 @@ async def _proxy(
     q.table = 'public."TaskRun"'
     q.where = where
     q.params = {}
-    q.columns = _columns(principal, request)
+    q.columns = ",".join(f'"{c}"' for c in selected_columns(principal, request))
     q.secret = emu.config.electric_secret
     try:
         definition = build_definition(emu, q)
@@ -130,18 +152,12 @@ async def _proxy(
         # The clause is ours, not the caller's: a refusal is the emulator's bug, hence 500.
         log.error("realtime where clause refused: %s (%s)", exc.errors, where)
         raise refusal(request, 500, {"error": "Internal Server Error"}) from exc
-    live = q.live and bool(q.handle)
-    if live:
-        if emu.live_requests >= emu.config.live_concurrency_limit:
-            raise refusal(request, 429, {"error": "Too many concurrent requests"})
-        emu.live_requests += 1
-    try:
+    with live_slot(request) if q.live and q.handle else contextlib.nullcontext():
         response = await serve_shape(emu, q, definition)
-    finally:
-        if live:
-            emu.live_requests -= 1
     handle = response.headers.get("electric-handle")
-    if remember is not None and handle:
+    # The webapp reads the handle after renaming the headers for legacy clients, so it never
+    # remembers a window for them.
+    if remember is not None and handle and not legacy:
         remember(handle)
     return _rewrite(request, response, legacy)
 
@@ -160,7 +176,7 @@ def _rewrite(request: Request, response: Response, legacy: bool) -> Response:
         return response
     body = response.body
     if request.headers.get("x-trigger-api-version") != CURRENT_API_VERSION:
-        body = body.replace(b'"status":"DEQUEUED"', b'"status":"EXECUTING"')
+        body = without_dequeued(body)
     return Response(body, response.status_code, headers)
 
 
@@ -176,6 +192,9 @@ async def realtime_run(request: Request) -> Response:
         resources.append(("batch", "batch_" + str(run["batchId"])))
     if not principal.can("read", resources):
         raise forbidden(request)
+    if emu.native is not None:
+        columns = selected_columns(principal, request)
+        return await emu.native.stream_run(request, columns, str(run["id"]))
     return await _proxy(request, principal, f'"id"={_sql_string(str(run["id"]))}')
 
 
@@ -184,8 +203,7 @@ def _created_at_floor(emu: Emulator, raw: str | None) -> dt.datetime | None:
     if seconds is None:
         return None  # an unparsable duration adds no createdAt clause (Electric path)
     seconds = min(seconds, emu.config.created_at_max_age)
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    floor = now - dt.timedelta(seconds=seconds)
+    floor = emu.clock.now() - dt.timedelta(seconds=seconds)
     # Bucketed (to the minute by default, as the native backend does) so that subscriptions
     # started close together share one shape instead of each building its own snapshot.
     bucket = max(emu.config.created_at_bucket, 0.001)
@@ -208,9 +226,14 @@ async def realtime_runs(request: Request) -> Response:
     resources += [("tags", t) for t in tags]
     if not principal.can("read", resources):
         raise forbidden(request)
+    if emu.native is not None:
+        return await emu.native.stream_runs(request, selected_columns(principal, request), tags)
+    # The window is computed on the request without a handle and remembered under the
+    # response's handle; a request with a handle whose window is forgotten gets none.
     handle = request.query_params.get("handle") or request.query_params.get("shape_id")
-    floor = emu.created_at_by_handle.get(handle) if handle else None
-    if floor is None:
+    if handle:
+        floor = emu.handle_windows.get(handle)
+    else:
         floor = _created_at_floor(emu, request.query_params.get("createdAt"))
     clauses = [f'"runtimeEnvironmentId"={_sql_string(emu.environment_id)}']
     if tags:
@@ -221,7 +244,7 @@ async def realtime_runs(request: Request) -> Response:
 
     def remember(new_handle: str) -> None:
         if floor is not None:
-            emu.created_at_by_handle[new_handle] = floor
+            emu.handle_windows.set(new_handle, floor)
 
     return await _proxy(request, principal, " AND ".join(clauses), remember=remember)
 
@@ -235,6 +258,9 @@ async def realtime_batch(request: Request) -> Response:
         raise not_found(request, should_retry=True)
     if not principal.can("read", [("batch", batch["friendlyId"]), ("runs", None)]):
         raise forbidden(request)
+    if emu.native is not None:
+        columns = selected_columns(principal, request)
+        return await emu.native.stream_batch(request, columns, str(batch["id"]))
     where = (
         f'"runtimeEnvironmentId"={_sql_string(emu.environment_id)} AND '
         f'"batchId"={_sql_string(str(batch["id"]))}'

@@ -6,6 +6,28 @@ from typing import Any
 
 import httpx
 
+#: Headers of a current SDK: modern header names, current API version.
+MODERN = {"x-trigger-electric-version": "1.0.0-beta.1", "x-trigger-api-version": "2025-07-16"}
+
+
+def headers(token: str, **extra: str) -> dict[str, str]:
+    """A realtime request's headers as the current SDK sends them, with `token`."""
+    return {"authorization": f"Bearer {token}", **MODERN, **extra}
+
+
+def run_ids(messages: list[Any]) -> set[str]:
+    """Friendly ids of the runs a client holds after applying `messages`."""
+    rows: dict[str, dict[str, Any]] = {}
+    for m in messages:
+        op = m.get("headers", {}).get("operation")
+        if op == "insert":
+            rows[m["key"]] = dict(m["value"])
+        elif op == "update":
+            rows.setdefault(m["key"], {}).update(m["value"])
+        elif op == "delete":
+            rows.pop(m["key"], None)
+    return {r["friendlyId"] for r in rows.values()}
+
 
 def sync(
     client: httpx.Client, params: dict[str, str], path: str = "/v1/shape", **kw: Any
@@ -26,3 +48,17 @@ def sync(
             "handle": r.headers["electric-handle"],
         }
     raise AssertionError("no up-to-date after 100 requests")
+
+
+def resume(
+    client: httpx.Client, path: str, last: httpx.Response, *, live: bool = False, **params: str
+) -> httpx.Response:
+    """The request that follows `last` on its feed: a catch-up, or with `live` a live poll."""
+    query = {
+        **params,
+        "offset": last.headers["electric-offset"],
+        "handle": last.headers["electric-handle"],
+    }
+    if live:
+        query.update(live="true", cursor=last.headers.get("electric-cursor", ""))
+    return client.get(path, params=query)

@@ -33,6 +33,9 @@ def test_help_lists_the_options() -> None:
         "--fault",
         "--long-poll-timeout",
         "--rotate-every",
+        "--realtime-backend",
+        "--handle-window-ttl",
+        "--max-list-results",
     ):
         assert option in result.stdout
     assert "dev-server" in run("--help").stdout
@@ -118,6 +121,42 @@ def test_given_key_and_simulation(serve: list[subprocess.Popen[str]]) -> None:
     assert any("user:1234" in (r["runTags"] or "") for r in runs)
     proc.terminate()
     assert proc.wait(timeout=10) == 0
+
+
+def test_native_realtime_backend_and_its_settings(serve: list[subprocess.Popen[str]]) -> None:
+    proc, banner = start(
+        serve,
+        "--secret-key",
+        "tr_dev_given",
+        "--realtime-backend",
+        "native",
+        "--handle-window-ttl",
+        "60",
+        "--max-list-results",
+        "5",
+    )
+    assert "realtime feeds served like Trigger.dev's native backend" in banner
+    url = re.search(r"listening on (\S+)", banner).group(1)
+    wait_healthy(url)
+    auth = {"authorization": "Bearer tr_dev_given"}
+    config = httpx.get(f"{url}/_replica/info", headers=auth).json()["config"]
+    assert config["realtime_backend"] == "native"
+    assert config["handle_window_ttl"] == 60
+    assert config["native_max_list_results"] == 5
+    feed = httpx.get(
+        f"{url}/realtime/v1/runs",
+        params={"tags": "x", "offset": "-1"},
+        headers={**auth, "x-trigger-electric-version": "1.0.0-beta.1"},
+    )
+    assert feed.headers["electric-handle"].startswith("runs_")
+    proc.terminate()
+    assert proc.wait(timeout=10) == 0
+
+
+def test_unknown_realtime_backend_is_a_usage_error() -> None:
+    result = run("dev-server", "--port", "0", "--realtime-backend", "shadow")
+    assert result.returncode == 2
+    assert "Error: Invalid value for '--realtime-backend'" in result.stderr
 
 
 def test_port_in_use_is_a_clear_error(serve: list[subprocess.Popen[str]]) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -154,6 +154,15 @@ def test_shape_stream_recovers_from_injected_faults(
 # -- Trigger.dev --------------------------------------------------------------------------
 
 
+@pytest.fixture(params=["electric", "native"])
+def server(
+    request: pytest.FixtureRequest, devserver_factory: Callable[..., DevServer]
+) -> DevServer:
+    """A server whose realtime routes behave like each of Trigger.dev's two backends (a
+    rotation then only concerns the Electric one)."""
+    return devserver_factory(realtime_backend=request.param)
+
+
 def decode_packet(server: DevServer, data: str | None, data_type: str | None) -> Any:
     if data is None or data == "":
         return None
@@ -211,78 +220,72 @@ def seen_runs(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_sdk_subscribe_to_runs_with_tag_across_a_rotation(
-    devserver: DevServer, scripts: list[NodeScript]
+    server: DevServer, scripts: list[NodeScript]
 ) -> None:
-    queued = devserver.trigger("send-email", {"to": "a@example.com"}, tags=["user:1234"])
-    big = devserver.trigger(
+    queued = server.trigger("send-email", {"to": "a@example.com"}, tags=["user:1234"])
+    big = server.trigger(
         "import-csv", {"rows": "r" * 600_000}, tags=["user:1234", "org:acme"]
     )  # offloaded to the object store: the SDK fetches it through a presigned URL
-    devserver.trigger("other", {"x": 1}, tags=["user:999"])
-    sub = start(
-        scripts, "trigger-runs.mjs", devserver.url, devserver.secret_key, "tag", "user:1234"
-    )
-    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(devserver, tag="user:1234"))
-    assert devserver.run(big)["payloadType"] == "application/store"
+    server.trigger("other", {"x": 1}, tags=["user:999"])
+    sub = start(scripts, "trigger-runs.mjs", server.url, server.secret_key, "tag", "user:1234")
+    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(server, tag="user:1234"))
+    assert server.run(big)["payloadType"] == "application/store"
 
-    devserver.start_run(queued)
-    devserver.set_metadata(queued, {"progress": 0.5, "stage": "sending"})
-    devserver.set_status(big, "DEQUEUED")
-    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(devserver, tag="user:1234"))
+    server.start_run(queued)
+    server.set_metadata(queued, {"progress": 0.5, "stage": "sending"})
+    server.set_status(big, "DEQUEUED")
+    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(server, tag="user:1234"))
 
-    devserver.rotate()
-    devserver.complete_run(queued, {"messageId": "m_1"})
-    devserver.fail_run(big, {"type": "STRING_ERROR", "raw": "boom"})
-    late = devserver.trigger(
-        "send-email", "plain text", tags=["user:1234"], payloadType="text/plain"
-    )
-    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(devserver, tag="user:1234"))
+    server.rotate()
+    server.complete_run(queued, {"messageId": "m_1"})
+    server.fail_run(big, {"type": "STRING_ERROR", "raw": "boom"})
+    late = server.trigger("send-email", "plain text", tags=["user:1234"], payloadType="text/plain")
+    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(server, tag="user:1234"))
     assert seen_runs(sub.events)[late]["payload"] == "plain text"
 
 
 def test_sdk_subscribe_to_run_with_a_public_token(
-    devserver: DevServer, scripts: list[NodeScript]
+    server: DevServer, scripts: list[NodeScript]
 ) -> None:
-    run_id = devserver.trigger("render", {"id": 7}, tags=["user:1234"])
-    token = devserver.public_token([f"read:runs:{run_id}"])
-    sub = start(scripts, "trigger-runs.mjs", devserver.url, token, "run", run_id)
+    run_id = server.trigger("render", {"id": 7}, tags=["user:1234"])
+    token = server.public_token([f"read:runs:{run_id}"])
+    sub = start(scripts, "trigger-runs.mjs", server.url, token, "run", run_id)
     sub.wait_for(lambda ev: run_id in seen_runs(ev))
-    devserver.start_run(run_id)
-    devserver.rotate()
-    devserver.set_metadata(run_id, operations=[{"type": "set", "key": "progress", "value": 1}])
-    devserver.complete_run(run_id, {"frames": 120})
-    sub.wait_for(
-        lambda ev: seen_runs(ev).get(run_id) == public_view(devserver, devserver.run(run_id))
-    )
+    server.start_run(run_id)
+    server.rotate()
+    server.set_metadata(run_id, operations=[{"type": "set", "key": "progress", "value": 1}])
+    server.complete_run(run_id, {"frames": 120})
+    sub.wait_for(lambda ev: seen_runs(ev).get(run_id) == public_view(server, server.run(run_id)))
     assert seen_runs(sub.events)[run_id]["status"] == "COMPLETED"
 
 
-def test_sdk_subscribe_to_batch(devserver: DevServer, scripts: list[NodeScript]) -> None:
-    batch_id, run_ids = devserver.batch_trigger(
+def test_sdk_subscribe_to_batch(server: DevServer, scripts: list[NodeScript]) -> None:
+    batch_id, run_ids = server.batch_trigger(
         [{"task": "resize", "payload": {"n": i}} for i in range(3)]
     )
-    sub = start(scripts, "trigger-runs.mjs", devserver.url, devserver.secret_key, "batch", batch_id)
-    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(devserver, batch=batch_id))
-    devserver.complete_run(run_ids[0], {"ok": True})
-    devserver.rotate()
-    devserver.set_status(
+    sub = start(scripts, "trigger-runs.mjs", server.url, server.secret_key, "batch", batch_id)
+    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(server, batch=batch_id))
+    server.complete_run(run_ids[0], {"ok": True})
+    server.rotate()
+    server.set_status(
         run_ids[1], "CRASHED", error={"type": "INTERNAL_ERROR", "code": "TASK_PROCESS_OOM_KILLED"}
     )
-    devserver.cancel_run(run_ids[2])
-    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(devserver, batch=batch_id))
+    server.cancel_run(run_ids[2])
+    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(server, batch=batch_id))
 
 
 def test_sdk_write_api_triggers_batches_and_tokens(
-    devserver: DevServer, scripts: list[NodeScript]
+    server: DevServer, scripts: list[NodeScript]
 ) -> None:
-    result = start(scripts, "trigger-write.mjs", devserver.url, devserver.secret_key).run()
-    small = devserver.run(result["small"]["id"])
+    result = start(scripts, "trigger-write.mjs", server.url, server.secret_key).run()
+    small = server.run(result["small"]["id"])
     assert small is not None
-    assert devserver.emulator.runs.tags_of(small) == ["user:1234", "sdk"]
-    big = devserver.run(result["big"]["id"])
+    assert server.emulator.runs.tags_of(small) == ["user:1234", "sdk"]
+    big = server.run(result["big"]["id"])
     assert big["payloadType"] == "application/store"  # the SDK uploaded it itself
-    assert decode_packet(devserver, big["payload"], big["payloadType"]) == {"rows": "x" * 204800}
-    batch = devserver.emulator.runs.get_batch(result["batch"]["batchId"])
+    assert decode_packet(server, big["payload"], big["payloadType"]) == {"rows": "x" * 204800}
+    batch = server.emulator.runs.get_batch(result["batch"]["batchId"])
     assert batch is not None
     assert result["batch"]["runCount"] == 2
-    sub = start(scripts, "trigger-runs.mjs", devserver.url, result["token"], "tag", "sdk")
-    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(devserver, tag="sdk"))
+    sub = start(scripts, "trigger-runs.mjs", server.url, result["token"], "tag", "sdk")
+    sub.wait_for(lambda ev: seen_runs(ev) == public_runs(server, tag="sdk"))

@@ -12,27 +12,7 @@ from replica.devserver import DevServer
 from replica.devserver.auth import sign_jwt
 from replica.devserver.taskrun import ELECTRIC_COLUMNS
 
-from .helpers import sync
-
-MODERN = {"x-trigger-electric-version": "1.0.0-beta.1", "x-trigger-api-version": "2025-07-16"}
-
-
-def headers(token: str, **extra: str) -> dict[str, str]:
-    return {"authorization": f"Bearer {token}", **MODERN, **extra}
-
-
-def run_ids(messages: list) -> set[str]:
-    """Friendly ids of the runs a client holds after applying `messages`."""
-    rows: dict[str, dict] = {}
-    for m in messages:
-        op = m.get("headers", {}).get("operation")
-        if op == "insert":
-            rows[m["key"]] = dict(m["value"])
-        elif op == "update":
-            rows[m["key"]].update(m["value"])
-        elif op == "delete":
-            rows.pop(m["key"], None)
-    return {r["friendlyId"] for r in rows.values()}
+from .helpers import MODERN, headers, run_ids, sync
 
 
 @pytest.fixture
