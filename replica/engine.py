@@ -105,9 +105,10 @@ class ShapeProgress:
     done: bool = False
 
 
-#: A windowed feed (a Trigger.dev tag feed) holding one handle longer than this starts over
-#: with a fresh window. Trigger.dev keeps a handle's window about a week (stale up to two):
-#: once it forgets it, the shape silently becomes every run with the tags, ever.
+#: A windowed feed (a Trigger.dev tag feed) whose handle was not used for longer than this
+#: starts over with a fresh window. Trigger.dev keeps a handle's window two weeks after its
+#: last use (fresh for one): once it forgets it, the shape silently becomes every run with
+#: the tags, ever.
 RESUME_WITHIN = 3 * 24 * 3600.0
 
 
@@ -123,8 +124,9 @@ class Engine:
     `store` must be a writer `Store`; the engine only touches it from its writer thread.
     A shape fails (and stops) when the upstream refuses it (4xx), its certificate cannot be
     verified, or, with `once`, when it keeps failing after `ONCE_BACKOFF`'s retries. A
-    windowed feed (a tag feed) holding one handle for more than `resume_within` seconds
-    starts over with a fresh window (rows stay until the new snapshot replaces them).
+    windowed feed (a tag feed) whose handle was not used for more than `resume_within`
+    seconds starts over with a fresh window (rows stay until the new snapshot replaces
+    them).
     `on_commit(last_seq)` is called on the event loop after each commit that logged changes
     (e.g. `Replica.notify_committed`, so same-process callbacks run at once); `retention`
     decides when the change log is pruned (default: `Retention()`, 7 days).
@@ -270,7 +272,6 @@ class Engine:
         while True:
             record = await self._resumable(source, shape_id)
             handle_since = record.handle_since
-            restart_at = self._restart_at(source, handle_since)
             swept = 0.0  # when rows left behind were last looked for
             position = Position.from_dict(record.position) if record.position else Position()
             stream = ShapeStream(
@@ -282,19 +283,15 @@ class Engine:
             )
             written = (record.handle, record.offset, time.monotonic())
             pages = stream.pages()
-            restart = False
             try:
                 while True:
                     try:
-                        page = await self._next_page(pages, _earliest(complete_at, restart_at))
+                        page = await self._next_page(pages, complete_at)
                     except StopAsyncIteration:
                         break
-                    except asyncio.TimeoutError:
-                        if complete_at is not None and complete_at <= time.time():
-                            await self._mark_complete(source, shape_id)  # grace period over
-                            return
-                        restart = True  # the handle is too old to be trusted any more
-                        break
+                    except asyncio.TimeoutError:  # the finished run's grace period is over
+                        await self._mark_complete(source, shape_id)
+                        return
                     if time.monotonic() - swept > LEFT_BEHIND_EVERY and page.up_to_date:
                         swept = time.monotonic()
                         await self._let_go_of_left_behind(source, shape_id, page, handle_since)
@@ -307,7 +304,6 @@ class Engine:
                     table = await self._apply(source, shape_id, page, table)
                     if page.position.handle != written[0]:
                         handle_since = now_iso()
-                        restart_at = self._restart_at(source, handle_since)
                     written = (page.position.handle, page.position.offset, time.monotonic())
                     if page.up_to_date:
                         timer.reset()
@@ -336,8 +332,6 @@ class Engine:
                 continue
             finally:
                 await pages.aclose()
-            if restart:
-                continue
             progress.done = True
             return
 
@@ -363,14 +357,17 @@ class Engine:
             log.info("%s: %d row(s) left the window; let go of", source.label, gone)
 
     async def _resumable(self, source: Source, shape_id: int) -> ShapeRecord:
-        """The shape as stored, its position forgotten first if it is too old to resume
-        (a windowed feed whose server may have forgotten the window: see `resume_within`)."""
+        """The shape as stored, its position forgotten first if it is too old to resume: a
+        windowed feed whose handle was last used (made, or up to date) more than
+        `resume_within` ago, which its server may have forgotten the window of."""
         record = await self._write(self.store.shape, source.key)
         assert record is not None
-        restart_at = self._restart_at(source, record.handle_since)
-        if record.handle and restart_at is not None and restart_at <= time.time():
+        used = [unix_time(t) for t in (record.handle_since, record.last_up_to_date) if t]
+        stale = bool(used) and time.time() - max(used) > self.resume_within
+        if source.windowed and record.handle and stale:
             log.info(
-                "%s: its position is more than %s old; starting over with a fresh window",
+                "%s: its position was last used more than %s ago; starting over with a "
+                "fresh window",
                 source.label,
                 _days(self.resume_within),
             )
@@ -378,12 +375,6 @@ class Engine:
             record = await self._write(self.store.shape, source.key)
             assert record is not None
         return record
-
-    def _restart_at(self, source: Source, handle_since: str | None) -> float | None:
-        """When a windowed feed holding its handle since `handle_since` starts over."""
-        if not source.windowed or handle_since is None:
-            return None
-        return unix_time(handle_since) + self.resume_within
 
     async def _mark_complete(self, source: Source, shape_id: int) -> None:
         progress = self.progress[source.key]
@@ -534,11 +525,6 @@ class Engine:
         """Run a store call in the single writer thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
-
-
-def _earliest(*times: float | None) -> float | None:
-    known = [t for t in times if t is not None]
-    return min(known) if known else None
 
 
 def _days(seconds: float) -> str:

@@ -153,8 +153,9 @@ class SyncFailedError(ReplicaError):
     default="3d",
     show_default=True,
     metavar="DURATION",
-    help="Start a tag feed over (a fresh created-at window, no rows lost meanwhile) once it "
-    "has held its position this long: Trigger.dev forgets a feed's window after about a week.",
+    help="At start, a tag feed whose position was not used for this long starts over (a "
+    "fresh created-at window, no rows lost meanwhile): Trigger.dev forgets a feed's window "
+    "two weeks after its last use.",
 )
 @click.option(
     "--keep-others",

@@ -1,21 +1,14 @@
 """A tag feed's window survives a long stop: Trigger.dev forgets a handle's created-at window
-about a week after making it, and a request with a forgotten handle gets every run with the
-tags, ever. So a tag feed whose handle is older than --resume-within starts over with a
-fresh window instead of resuming, and rows stay in place meanwhile (no flicker)."""
+two weeks after its last use, and a request with a forgotten handle gets every run with the
+tags, ever. So a tag feed whose handle was not used for longer than --resume-within starts
+over with a fresh window instead of resuming, and rows stay in place meanwhile (no flicker)."""
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from pathlib import Path
 
-import httpx
-
-import replica
 from replica.devserver import DevServer
-from replica.engine import Engine
-from replica.sources.subscriptions import sources_for
-from replica.store import Store
 
 from .conftest import Replica
 
@@ -31,6 +24,14 @@ def _shape(db: Path) -> tuple[str | None, str | None, int]:
         conn.close()
 
 
+def _set_times(db: Path, **times: str) -> None:
+    conn = sqlite3.connect(db)
+    with conn:
+        for column, value in times.items():
+            conn.execute(f"UPDATE _replica_shapes SET {column} = ?", (value,))
+    conn.close()
+
+
 def test_an_old_position_is_not_resumed(replica_cli: Replica) -> None:
     run_id = replica_cli.server.trigger("send-email", {}, tags=["user:1"])
     assert replica_cli.run("sync", "--tag", "user:1", "--once").returncode == 0
@@ -40,14 +41,15 @@ def test_an_old_position_is_not_resumed(replica_cli: Replica) -> None:
     kept = replica_cli.run("sync", "--tag", "user:1", "--once")
     assert kept.returncode == 0 and "starting over" not in kept.stderr
     assert _shape(replica_cli.db) == (handle, since, generation)
-    # ...and started over once older than --resume-within (3 days by default).
-    conn = sqlite3.connect(replica_cli.db)
-    with conn:
-        conn.execute("UPDATE _replica_shapes SET handle_since = ?", (LONG_AGO,))
-    conn.close()
+    # A handle made long ago but used lately (a sync that ran all along) is resumed...
+    _set_times(replica_cli.db, handle_since=LONG_AGO)
+    used = replica_cli.run("sync", "--tag", "user:1", "--once")
+    assert used.returncode == 0 and "starting over" not in used.stderr
+    # ...and one not used for longer than --resume-within (3 days by default) starts over.
+    _set_times(replica_cli.db, handle_since=LONG_AGO, last_up_to_date=LONG_AGO)
     again = replica_cli.run("sync", "--tag", "user:1", "--once")
     assert again.returncode == 0, again.stderr
-    assert "more than 3 days old; starting over with a fresh window" in again.stderr
+    assert "last used more than 3 days ago; starting over with a fresh window" in again.stderr
     _, since_now, generation_now = _shape(replica_cli.db)
     assert since_now is not None and since_now > LONG_AGO and generation_now == generation + 1
     # The run was never let go of: the new snapshot replaced it in place.
@@ -57,25 +59,20 @@ def test_an_old_position_is_not_resumed(replica_cli: Replica) -> None:
     assert changes == [("insert",)]
 
 
-def test_a_feed_that_keeps_its_handle_too_long_starts_over_while_live(
-    tmp_path: Path, devserver: DevServer
-) -> None:
-    devserver.trigger("send-email", {}, tags=["user:1"])
-    feed = replica.tag("user:1", token=devserver.secret_key, api_url=devserver.url)
-    db = tmp_path / "r.db"
-
-    async def main() -> None:
-        async with httpx.AsyncClient() as client:
-            with Store(db) as store:
-                engine = Engine(store, client, resume_within=1.0)
-                syncing = asyncio.create_task(engine.run(sources_for([feed], client)))
-                try:
-                    # Each start over bumps the shape's generation; two prove it repeats.
-                    while _shape(db)[2] < 2:  # noqa: ASYNC110 - another connection's view
-                        await asyncio.sleep(0.1)
-                finally:
-                    engine.stop()
-                    await syncing
-
-    asyncio.run(asyncio.wait_for(main(), 120))
-    assert _shape(db)[2] >= 2
+def test_a_forgotten_window_is_never_adopted(replica_cli: Replica, devserver_factory) -> None:
+    server: DevServer = devserver_factory()
+    replica_cli.env.update(TRIGGER_SECRET_KEY=server.secret_key, TRIGGER_API_URL=server.url)
+    old = server.trigger("send-email", {}, tags=["user:1"])
+    server.advance_clock(3 * 24 * 3600)  # three days later
+    new = server.trigger("send-email", {}, tags=["user:1"])
+    sync = ("sync", "--tag", "user:1", "--created-at", "1h", "--once")
+    assert replica_cli.run(*sync).returncode == 0
+    assert replica_cli.query("SELECT id FROM runs") == [(new,)]
+    # Weeks pass: the server forgets the handle's window, and the stored position ages.
+    server.forget_handle_windows()
+    _set_times(replica_cli.db, handle_since=LONG_AGO, last_up_to_date=LONG_AGO)
+    again = replica_cli.run(*sync)
+    assert again.returncode == 0, again.stderr
+    # Resuming would have adopted a feed of every run with the tag, ever (`old` too).
+    assert replica_cli.query("SELECT id FROM runs") == [(new,)]
+    assert old not in again.stdout + again.stderr
