@@ -22,6 +22,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -198,6 +199,20 @@ def raw_ceiling(upstream: Upstream, db: Path) -> Ceiling:
         loop.close()
         conn.close()
     return Ceiling(Measured(upsert_seconds, count), Measured(pipeline_seconds, count))
+
+
+def discard(work: Path, *names: str) -> None:
+    """Delete the contenders' databases `names` in `work`, with their WAL files."""
+    for name in names:
+        for suffix in ("", "-wal", "-shm"):
+            (work / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def expect_rows(rows: int, results: Mapping[str, Measured | None]) -> None:
+    """Fail when a contender (by name; None = not run) ended with other than `rows` runs."""
+    for name, result in results.items():
+        if result is not None and result.rows != rows:
+            raise RuntimeError(f"{name} ended with {result.rows} runs, expected {rows}")
 
 
 def ensure_node_modules() -> bool:

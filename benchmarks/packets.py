@@ -165,16 +165,9 @@ def measure(
             for n in concurrency:
                 ceilings.append(route_ceiling(upstream, n))
                 log.info("packet routes, %d concurrent: %.0f/s", n, ceilings[-1].rate)
-        for name in ("node.db", "sdk.db", "replica.db"):
-            for suffix in ("", "-wal", "-shm"):
-                (work / f"{name}{suffix}").unlink(missing_ok=True)
-    for name, result in (
-        ("replica", replica),
-        ("the node client", node_result),
-        ("the SDK", sdk_result),
-    ):
-        if result is not None and result.rows != rows:
-            raise RuntimeError(f"{name} ended with {result.rows} runs, expected {rows}")
+        initial_sync.discard(work, "node.db", "sdk.db", "replica.db")
+    contenders = {"replica": replica, "the node client": node_result, "the SDK": sdk_result}
+    initial_sync.expect_rows(rows, contenders)
     return PacketResult(
         rows=rows,
         offloaded=offloaded,

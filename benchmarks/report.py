@@ -128,7 +128,10 @@ def packets_table(packets: list[PacketResult]) -> list[str]:
     notes = []
     offloading = [p for p in packets if p.packets and p.node_unfetched is not None]
     if offloading:
-        kept = ", ".join(f"{p.node_unfetched:,} of {p.packets:,}" for p in offloading)
+        kept = ", ".join(
+            f"{p.node_unfetched:,} of {p.packets:,} at {p.latency * 1000:.0f} ms"
+            for p in offloading
+        )
         notes.append(f"The TS client's rows keep the offloaded packets as store paths ({kept})")
     base = next((p for p in packets if not p.packets), None)
     if base is not None:
@@ -170,6 +173,15 @@ def packets_table(packets: list[PacketResult]) -> list[str]:
     return out
 
 
+def _section(
+    title: str, header: list[str], rows: list[list[str]], *, first: str = "---:"
+) -> list[str]:
+    """A `###` title and a Markdown table; numbers align right, the first column as `first`."""
+    lines = ["", f"### {title}", "", "| " + " | ".join(header) + " |"]
+    lines.append("|" + first + "|" + "---:|" * (len(header) - 1))
+    return lines + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def tables(f: Figures) -> str:
     """The measured figures as Markdown tables (also printed)."""
     out = initial_table(f.sizes) if f.sizes else []
@@ -177,41 +189,54 @@ def tables(f: Figures) -> str:
         out += ([""] if out else []) + packets_table(f.packets)
     if f.live is not None:
         r = f.live
-        out += [
-            "",
-            f"### Live ({r.shapes} live shapes)",
-            "",
-            "| sustained changes/s applied | upstream commits/s | upstream commit -> row visible "
-            "p50 / p99 | latency samples |",
-            "|---:|---:|---:|---:|",
-            f"| {_rate(r.changes_per_second)} ({r.changes} changes) | "
-            f"{_rate(r.upstream_per_second)} | {r.visible_p50_ms:.1f} / {r.visible_p99_ms:.1f} ms "
-            f"| {r.samples} |",
-        ]
+        out += _section(
+            f"Live ({r.shapes} live shapes)",
+            [
+                "sustained changes/s applied",
+                "upstream commits/s",
+                "upstream commit -> row visible p50 / p99",
+                "latency samples",
+            ],
+            [
+                [
+                    f"{_rate(r.changes_per_second)} ({r.changes} changes)",
+                    _rate(r.upstream_per_second),
+                    f"{r.visible_p50_ms:.1f} / {r.visible_p99_ms:.1f} ms",
+                    str(r.samples),
+                ]
+            ],
+        )
     if f.callbacks:
-        out += [
-            "",
-            "### Upstream change -> callback (benchmarks/callback_latency.py, one change / 10 ms)",
-            "",
-            "| set-up | p50 | p99 | max | upstream -> commit p50 | commit -> callback p50 / p99 |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, c in f.callbacks.items():
-            out.append(
-                f"| {name} | {c['p50']:.1f} ms | {c['p99']:.1f} ms | {c['max']:.1f} ms | "
-                f"{c['to_commit_p50']:.1f} ms | {c['after_commit_p50']:.1f} / "
-                f"{c['after_commit_p99']:.1f} ms |"
-            )
+        out += _section(
+            "Upstream change -> callback (benchmarks/callback_latency.py, one change / 10 ms)",
+            [
+                "set-up",
+                "p50",
+                "p99",
+                "max",
+                "upstream -> commit p50",
+                "commit -> callback p50 / p99",
+            ],
+            [
+                [
+                    name,
+                    f"{c['p50']:.1f} ms",
+                    f"{c['p99']:.1f} ms",
+                    f"{c['max']:.1f} ms",
+                    f"{c['to_commit_p50']:.1f} ms",
+                    f"{c['after_commit_p50']:.1f} / {c['after_commit_p99']:.1f} ms",
+                ]
+                for name, c in f.callbacks.items()
+            ],
+            first="---",
+        )
     if f.idle is not None:
         i = f.idle
-        out += [
-            "",
-            f"### Idle ({i.shapes} live shapes, no changes, {i.seconds:.0f} s)",
-            "",
-            "| CPU seconds per minute | share of one core |",
-            "|---:|---:|",
-            f"| {i.cpu_seconds_per_minute:.2f} | {i.core_percent:.2f} % |",
-        ]
+        out += _section(
+            f"Idle ({i.shapes} live shapes, no changes, {i.seconds:.0f} s)",
+            ["CPU seconds per minute", "share of one core"],
+            [[f"{i.cpu_seconds_per_minute:.2f}", f"{i.core_percent:.2f} %"]],
+        )
     return "\n".join(out).lstrip("\n") + "\n"
 
 

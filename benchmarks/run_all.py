@@ -144,16 +144,9 @@ def initial(rows: int, work: Path, *, node: bool, sdk: bool) -> SizeResult:
             log.info("sdk: %.2f s", sdk_result.seconds)
         replica = initial_sync.replica_sync(upstream, work / "replica.db")
         log.info("replica sync: %.2f s", replica.seconds)
-        for name in ("raw.db", "node.db", "sdk.db", "replica.db"):
-            for suffix in ("", "-wal", "-shm"):
-                (work / f"{name}{suffix}").unlink(missing_ok=True)
-    for name, result in (
-        ("replica", replica),
-        ("the node client", node_result),
-        ("the SDK", sdk_result),
-    ):
-        if result is not None and result.rows != rows:
-            raise RuntimeError(f"{name} ended with {result.rows} runs, expected {rows}")
+        initial_sync.discard(work, "raw.db", "node.db", "sdk.db", "replica.db")
+    contenders = {"replica": replica, "the node client": node_result, "the SDK": sdk_result}
+    initial_sync.expect_rows(rows, contenders)
     return SizeResult(rows, download, replica, ceiling, node_result, sdk_result)
 
 
