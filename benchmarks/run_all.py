@@ -67,7 +67,7 @@ class Plan:
     parts: tuple[str, ...] = PARTS
     node: bool = True
     sdk: bool = True
-    #: The SDK holds a whole feed in memory before it yields a run: above this it thrashes.
+    #: The SDK holds a whole feed in memory before it yields a run: not run on larger syncs.
     sdk_max_rows: int | None = None
 
 
