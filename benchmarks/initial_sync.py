@@ -1,12 +1,14 @@
-"""Initial sync of one tag feed by three contenders reading the same responses.
+"""Initial sync of one tag feed by four contenders reading the same responses.
 
 - `replica_sync`: `replica sync --once` as a subprocess (wall time from spawn to exit, and
-  its peak RSS from `wait4`);
+  its peak RSS, `VmHWM`);
 - `raw_ceiling`: the same responses parsed and mapped by replica's own code (untimed), then
   written with a prepared `executemany` upsert into a bare `runs` table, one transaction per
   response (timed): what SQLite itself costs. The same pass also times parse + map + upsert;
 - `node_client`: the official `@electric-sql/client` materialising the responses into
-  better-sqlite3 (benchmarks/node/materialize.mjs), as a subprocess like replica.
+  better-sqlite3 (benchmarks/node/materialize.mjs), as a subprocess like replica;
+- `sdk_client`: the Trigger.dev SDK's `runs.subscribeToRunsWithTag` upserting each run it
+  yields into better-sqlite3 (benchmarks/node/sdk-materialize.mjs), likewise.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.workload import TAG, Upstream
+from benchmarks.workload import TAG, Download, Upstream
 from replica.protocol.messages import parse_body
 from replica.protocol.values import RowParser, parse_schema_header
 from replica.sources.taskrun import RunMapper
@@ -55,6 +58,18 @@ class Ceiling:
 
     upsert: Measured
     pipeline: Measured
+
+
+@dataclass
+class SizeResult:
+    """The initial-sync figures of one size, all measured in the same run."""
+
+    rows: int
+    download: Download
+    replica: Measured
+    ceiling: Ceiling
+    node: Measured | None
+    sdk: Measured | None
 
 
 def _wait(proc: subprocess.Popen[bytes], timeout: float) -> tuple[int, float]:
@@ -186,13 +201,27 @@ def raw_ceiling(upstream: Upstream, db: Path) -> Ceiling:
     return Ceiling(Measured(upsert_seconds, count), Measured(pipeline_seconds, count))
 
 
+def discard(work: Path, *names: str) -> None:
+    """Delete the contenders' databases `names` in `work`, with their WAL files."""
+    for name in names:
+        for suffix in ("", "-wal", "-shm"):
+            (work / f"{name}{suffix}").unlink(missing_ok=True)
+
+
+def expect_rows(rows: int, results: Mapping[str, Measured | None]) -> None:
+    """Fail when a contender (by name; None = not run) ended with other than `rows` runs."""
+    for name, result in results.items():
+        if result is not None and result.rows != rows:
+            raise RuntimeError(f"{name} ended with {result.rows} runs, expected {rows}")
+
+
 def ensure_node_modules() -> bool:
     """`npm ci` in benchmarks/node when node_modules is missing or older than the lockfile.
 
     Returns False (the Node contender is skipped) when node or npm is not installed.
     """
     if shutil.which("node") is None or shutil.which("npm") is None:
-        log.warning("node/npm not found: the TypeScript client is not measured")
+        log.warning("node/npm not found: the Node contenders (TS client, SDK) are not measured")
         return False
     lock = NODE_DIR / "package-lock.json"
     installed = NODE_DIR / "node_modules" / ".package-lock.json"
@@ -210,7 +239,7 @@ def ensure_node_modules() -> bool:
         # better-sqlite3 builds from source where no prebuilt binary can be fetched: without
         # a compiler the TypeScript client is left out rather than failing every benchmark.
         log.warning(
-            "npm ci failed in %s; the TypeScript client is not measured:\n%s",
+            "npm ci failed in %s; the Node contenders (TS client, SDK) are not measured:\n%s",
             NODE_DIR,
             result.stderr[-2000:],
         )
@@ -220,10 +249,22 @@ def ensure_node_modules() -> bool:
 
 def node_client(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Measured:
     """The official TypeScript client into better-sqlite3 (see benchmarks/node)."""
+    return _node("materialize.mjs", [upstream.url, upstream.token, str(db), TAG], db, timeout)
+
+
+def sdk_client(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Measured:
+    """The Trigger.dev SDK's `runs.subscribeToRunsWithTag` into better-sqlite3, until it has
+    seen every run of the workload (benchmarks/node/sdk-materialize.mjs)."""
+    args = [upstream.url, upstream.token, str(db), TAG, str(upstream.rows)]
+    return _node("sdk-materialize.mjs", args, db, timeout)
+
+
+def _node(script: str, args: list[str], db: Path, timeout: float) -> Measured:
+    """Run a benchmarks/node script writing `db`: spawn to exit, its peak RSS, and the rows
+    of its last `{"event": "done"}` line."""
     for suffix in ("", "-wal", "-shm"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
-    command = ["node", str(NODE_DIR / "materialize.mjs"), upstream.url, upstream.token]
-    command += [str(db), TAG]
+    command = ["node", str(NODE_DIR / script), *args]
     out_path, err_path = db.with_suffix(".out"), db.with_suffix(".log")
     with out_path.open("wb") as out_file, err_path.open("wb") as err_file:
         started = time.perf_counter()
@@ -235,5 +276,5 @@ def node_client(upstream: Upstream, db: Path, *, timeout: float = 3600) -> Measu
     events = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
     done = [e for e in events if e.get("event") == "done"]
     if status != 0 or not done:
-        raise RuntimeError(f"node client failed ({status}): {out[-1000:]}\n{err[-2000:]}")
+        raise RuntimeError(f"{script} failed ({status}): {out[-1000:]}\n{err[-2000:]}")
     return Measured(seconds, int(done[-1]["rows"]), rss)

@@ -1,8 +1,25 @@
 """Every benchmark in one run: `python -m benchmarks` (or `python benchmarks/run_all.py`).
 
-Prints a table and rewrites benchmarks/RESULTS.md (the measured part; the notes below the
-marker line are kept). `--quick` is a smoke run on tiny data (seconds); `--sizes` chooses the
-initial-sync sizes (default 10k, 100k and 1M runs; the 1M case takes several minutes).
+Prints the tables and rewrites benchmarks/RESULTS.md (the measured part, with what this run
+measured; the notes below the marker line are kept). Parts, all run by default:
+
+- `initial`: initial sync of 10k, 100k and 1M pending runs (`--sizes`) by replica, the raw
+  SQLite ceiling, the TypeScript client and the Trigger.dev SDK (the 1M case takes minutes);
+- `packets`: 20k completed runs (`--packet-rows`) with no packet offloaded, then with 9 % of
+  payloads and outputs in the object store, with each packet latency of `--packet-latencies`
+  (default 0 and 20 ms), by replica, the TypeScript client and the SDK; then the packet
+  routes' own ceiling at 8, 32 and 64 concurrent fetches;
+- `live`: changes per second and commit-to-visible latency over 100 live shapes, and the
+  latency to a callback;
+- `idle`: CPU of 1,000 idle live shapes for 60 s (`--idle-seconds`).
+
+`--only initial,packets` runs some parts (`--no-live`, `--no-idle` drop one); `--no-node`
+skips both Node contenders (TypeScript client and SDK), `--no-sdk` the SDK alone, and
+`--sdk-max-rows` (default 100k) the SDK at larger sizes: it keeps a whole feed in memory
+before yielding a run (at 1M it had stored 38k runs after 4 minutes, at 2.3 GB). `--quick`
+is a smoke run of every part on tiny data (seconds, as CI runs it). A Node contender is
+skipped, with a warning, when `npm ci` in benchmarks/node is impossible. `--results PATH`
+writes elsewhere: a partial run would replace RESULTS.md's figures with its own.
 """
 
 from __future__ import annotations
@@ -17,49 +34,48 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 if __package__ in (None, ""):  # run as a script: make `benchmarks` and `replica` importable
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import initial_sync, live
-from benchmarks.workload import Download, Upstream
+from benchmarks import initial_sync, live, packets
+from benchmarks.initial_sync import SizeResult
+from benchmarks.report import RESULTS, Figures, tables, targets, write_results
+from benchmarks.workload import Upstream
 
 log = logging.getLogger(__name__)
 
-HERE = Path(__file__).resolve().parent
-RESULTS = HERE / "RESULTS.md"
-MARKER = "<!-- measured above, notes below: run_all.py rewrites everything above this line -->"
+PARTS = ("initial", "packets", "live", "idle")
 
 
-@dataclass
-class SizeResult:
-    """The initial-sync figures of one size, all measured in the same run."""
-
-    rows: int
-    download: Download
-    replica: initial_sync.Measured
-    ceiling: initial_sync.Ceiling
-    node: initial_sync.Measured | None
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
+@dataclass(frozen=True)
 class Plan:
+    """What one run measures, and on how much data."""
+
     sizes: list[int]
+    packet_rows: int
+    packet_latencies: list[float]
+    packet_concurrency: list[int]
     live_shapes: int
     live_burst: float
     live_samples: int
     callback_changes: int
     idle_shapes: int
     idle_seconds: float
+    parts: tuple[str, ...] = PARTS
     node: bool = True
+    sdk: bool = True
+    #: The SDK holds a whole feed in memory before it yields a run: not run on larger syncs.
+    sdk_max_rows: int | None = None
 
 
 QUICK = Plan(
     sizes=[300],
+    packet_rows=200,
+    packet_latencies=[0.0, 0.01],
+    packet_concurrency=[8],
     live_shapes=5,
     live_burst=1.0,
     live_samples=20,
@@ -69,12 +85,16 @@ QUICK = Plan(
 )
 FULL = Plan(
     sizes=[10_000, 100_000, 1_000_000],
+    packet_rows=20_000,
+    packet_latencies=[0.0, 0.02],
+    packet_concurrency=[8, 32, 64],
     live_shapes=100,
     live_burst=10.0,
     live_samples=300,
     callback_changes=1000,
     idle_shapes=1000,
     idle_seconds=60.0,
+    sdk_max_rows=100_000,
 )
 
 
@@ -106,7 +126,7 @@ def _cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
-def initial(rows: int, work: Path, *, node: bool) -> SizeResult:
+def initial(rows: int, work: Path, *, node: bool, sdk: bool) -> SizeResult:
     """All initial-sync contenders on one emulator holding `rows` runs."""
     log.info("initial sync of %d runs: loading the emulator", rows)
     with Upstream(rows) as upstream:
@@ -115,20 +135,36 @@ def initial(rows: int, work: Path, *, node: bool) -> SizeResult:
         log.info("download: %.2f s (%d responses)", download.seconds, download.responses)
         ceiling = initial_sync.raw_ceiling(upstream, work / "raw.db")
         log.info("raw upsert: %.2f s", ceiling.upsert.seconds)
-        node_result = None
+        node_result = sdk_result = None
         if node:
             node_result = initial_sync.node_client(upstream, work / "node.db")
             log.info("node client: %.2f s", node_result.seconds)
+        if sdk:
+            sdk_result = initial_sync.sdk_client(upstream, work / "sdk.db")
+            log.info("sdk: %.2f s", sdk_result.seconds)
         replica = initial_sync.replica_sync(upstream, work / "replica.db")
         log.info("replica sync: %.2f s", replica.seconds)
-        for name in ("raw.db", "node.db", "replica.db"):
-            for suffix in ("", "-wal", "-shm"):
-                (work / f"{name}{suffix}").unlink(missing_ok=True)
-    if replica.rows != rows:
-        raise RuntimeError(f"replica ended with {replica.rows} runs, expected {rows}")
-    if node_result is not None and node_result.rows != rows:
-        raise RuntimeError(f"the node client ended with {node_result.rows} runs, expected {rows}")
-    return SizeResult(rows, download, replica, ceiling, node_result)
+        initial_sync.discard(work, "raw.db", "node.db", "sdk.db", "replica.db")
+    contenders = {"replica": replica, "the node client": node_result, "the SDK": sdk_result}
+    initial_sync.expect_rows(rows, contenders)
+    return SizeResult(rows, download, replica, ceiling, node_result, sdk_result)
+
+
+def packet_workloads(plan: Plan, work: Path) -> list[packets.PacketResult]:
+    """The packets workload without offloaded packets, then with them at each latency."""
+    cases = [(0.0, 0.0)] + [(packets.OFFLOADED_SHARE, x) for x in plan.packet_latencies]
+    return [
+        packets.measure(
+            plan.packet_rows,
+            work,
+            offloaded=share,
+            latency=latency,
+            node=plan.node,
+            sdk=plan.sdk,
+            concurrency=plan.packet_concurrency,
+        )
+        for share, latency in cases
+    ]
 
 
 def callbacks(work: Path, changes: int) -> dict[str, dict[str, float]]:
@@ -147,158 +183,50 @@ def callbacks(work: Path, changes: int) -> dict[str, dict[str, float]]:
     return results
 
 
-def _n(rows: int) -> str:
-    if rows >= 1_000_000 and rows % 1_000_000 == 0:
-        return f"{rows // 1_000_000}M"
-    if rows >= 1000 and rows % 1000 == 0:
-        return f"{rows // 1000}k"
-    return str(rows)
-
-
-def _rate(value: float) -> str:
-    return f"{value:,.0f}"
-
-
-def _ratio(a: float, b: float) -> str:
-    return f"{a / b:.2f}x" if b else "-"
-
-
-def tables(
-    sizes: list[SizeResult],
-    live_result: live.LiveResult | None,
-    callback_result: dict[str, dict[str, float]] | None,
-    idle_result: live.IdleResult | None,
-) -> str:
-    """The measured figures as Markdown tables (also printed)."""
-    out = ["### Initial sync (rows/s; ratios are replica / other, measured in the same run)", ""]
-    out.append(
-        "| runs | replica sync --once | raw SQLite upsert | parse+map+upsert | "
-        "TS client + better-sqlite3 | plain download | replica / raw | replica / TS | "
-        "replica peak RSS | TS peak RSS |"
-    )
-    out.append("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for s in sizes:
-        node = s.node
-        out.append(
-            f"| {_n(s.rows)} | {_rate(s.replica.rate)} | {_rate(s.ceiling.upsert.rate)} | "
-            f"{_rate(s.ceiling.pipeline.rate)} | {_rate(node.rate) if node else '-'} | "
-            f"{_rate(s.download.rate(s.rows))} | {_ratio(s.replica.rate, s.ceiling.upsert.rate)} | "
-            f"{_ratio(s.replica.rate, node.rate) if node else '-'} | "
-            f"{s.replica.peak_rss_mib:.0f} MiB | "
-            f"{f'{node.peak_rss_mib:.0f} MiB' if node and node.peak_rss_mib else '-'} |"
-        )
-    out.append("")
-    out.append(
-        "Wall seconds (replica and TS include process start-up; raw is the upsert alone): "
-        + "; ".join(
-            f"{_n(s.rows)}: replica {s.replica.seconds:.2f}, raw {s.ceiling.upsert.seconds:.2f}, "
-            f"TS {s.node.seconds if s.node else float('nan'):.2f}, download "
-            f"{s.download.seconds:.2f} ({s.download.bytes / 1e6:.0f} MB in "
-            f"{s.download.responses} responses)"
-            for s in sizes
-        )
-    )
-    by_rows = {s.rows: s for s in sizes}
-    if 100_000 in by_rows and 1_000_000 in by_rows:
-        a, b = by_rows[100_000].replica, by_rows[1_000_000].replica
-        out += [
-            "",
-            f"Peak RSS of replica sync: {a.peak_rss_mib:.0f} MiB at 100k, "
-            f"{b.peak_rss_mib:.0f} MiB at 1M: ratio {b.peak_rss_mib / a.peak_rss_mib:.2f}.",
-        ]
-    if live_result is not None:
-        r = live_result
-        out += [
-            "",
-            f"### Live ({r.shapes} live shapes)",
-            "",
-            "| sustained changes/s applied | upstream commits/s | upstream commit -> row visible "
-            "p50 / p99 | latency samples |",
-            "|---:|---:|---:|---:|",
-            f"| {_rate(r.changes_per_second)} ({r.changes} changes) | "
-            f"{_rate(r.upstream_per_second)} | {r.visible_p50_ms:.1f} / {r.visible_p99_ms:.1f} ms "
-            f"| {r.samples} |",
-        ]
-    if callback_result:
-        out += [
-            "",
-            "### Upstream change -> callback (benchmarks/callback_latency.py, one change / 10 ms)",
-            "",
-            "| set-up | p50 | p99 | max | upstream -> commit p50 | commit -> callback p50 / p99 |",
-            "|---|---:|---:|---:|---:|---:|",
-        ]
-        for name, c in callback_result.items():
-            out.append(
-                f"| {name} | {c['p50']:.1f} ms | {c['p99']:.1f} ms | {c['max']:.1f} ms | "
-                f"{c['to_commit_p50']:.1f} ms | {c['after_commit_p50']:.1f} / "
-                f"{c['after_commit_p99']:.1f} ms |"
-            )
-    if idle_result is not None:
-        i = idle_result
-        out += [
-            "",
-            f"### Idle ({i.shapes} live shapes, no changes, {i.seconds:.0f} s)",
-            "",
-            "| CPU seconds per minute | share of one core |",
-            "|---:|---:|",
-            f"| {i.cpu_seconds_per_minute:.2f} | {i.core_percent:.2f} % |",
-        ]
-    return "\n".join(out) + "\n"
-
-
-def targets(
-    sizes: list[SizeResult],
-    live_result: live.LiveResult | None,
-    callback_result: dict[str, dict[str, float]] | None,
-    idle_result: live.IdleResult | None,
-) -> str:
-    """Each target of issue 8 with the figure that decides it."""
-    rows = []
-
-    def check(name: str, ok: bool | None, figure: str) -> None:
-        verdict = "n/a" if ok is None else ("met" if ok else "missed")
-        rows.append(f"| {name} | {figure} | {verdict} |")
-
-    for s in sizes:
-        if s.node is not None:
-            ratio = s.replica.rate / s.node.rate
-            check(f"initial sync {_n(s.rows)} >= 1.5x TS client", ratio >= 1.5, f"{ratio:.2f}x")
-        ratio = s.replica.rate / s.ceiling.upsert.rate
-        check(f"initial sync {_n(s.rows)} >= 50 % of raw SQLite", ratio >= 0.5, f"{ratio:.0%}")
-    by_rows = {s.rows: s for s in sizes}
-    if 100_000 in by_rows:
-        rss = by_rows[100_000].replica.peak_rss_mib or 0
-        check("peak RSS at 100k < 100 MB", rss * 1.048576 < 100, f"{rss * 1.048576:.0f} MB")
-        if 1_000_000 in by_rows:
-            ratio = (by_rows[1_000_000].replica.peak_rss_mib or 0) / rss
-            check("RSS(1M) / RSS(100k) < 1.3", ratio < 1.3, f"{ratio:.2f}")
-    if callback_result and "other process" in callback_result:
-        p99 = callback_result["other process"]["p99"]
-        check("cross-process callback p99 < 50 ms", p99 < 50, f"{p99:.1f} ms")
-    if idle_result is not None:
-        pct = idle_result.core_percent
-        check(f"idle CPU < 1 % of a core ({idle_result.shapes} shapes)", pct < 1, f"{pct:.2f} %")
-    return "| target | measured | verdict |\n|---|---:|---|\n" + "\n".join(rows) + "\n"
-
-
-def write_results(text: str, path: Path = RESULTS) -> None:
-    """Replace the measured part of RESULTS.md, keeping the notes after the marker."""
-    notes = ""
-    if path.exists():
-        current = path.read_text()
-        if MARKER in current:
-            notes = current.split(MARKER, 1)[1]
-    path.write_text(text + "\n" + MARKER + notes)
+def _plan(args: argparse.Namespace) -> Plan:
+    plan = QUICK if args.quick else FULL
+    parts = tuple(p.strip() for p in args.only.split(",")) if args.only else PARTS
+    unknown = [p for p in parts if p not in PARTS]
+    if unknown:
+        raise SystemExit(f"Error: unknown part(s) {', '.join(unknown)}; parts: {', '.join(PARTS)}")
+    parts = tuple(p for p in parts if not (args.no_live and p == "live"))
+    parts = tuple(p for p in parts if not (args.no_idle and p == "idle"))
+    plan = replace(plan, parts=parts, node=not args.no_node, sdk=not (args.no_node or args.no_sdk))
+    if args.sizes:
+        plan = replace(plan, sizes=[int(x) for x in args.sizes.split(",")])
+    if args.packet_rows:
+        plan = replace(plan, packet_rows=args.packet_rows)
+    if args.packet_latencies:
+        latencies = [float(x) / 1000 for x in args.packet_latencies.split(",")]
+        plan = replace(plan, packet_latencies=latencies)
+    if args.idle_seconds:
+        plan = replace(plan, idle_seconds=args.idle_seconds)
+    if args.sdk_max_rows is not None:
+        plan = replace(plan, sdk_max_rows=args.sdk_max_rows)
+    return plan
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smoke run on tiny data")
+    parser.add_argument("--only", help=f"parts to run, comma-separated ({', '.join(PARTS)})")
     parser.add_argument(
         "--sizes", help="initial-sync sizes, comma-separated (default 10000,100000,1000000)"
     )
-    parser.add_argument("--no-node", action="store_true", help="skip the TypeScript client")
-    parser.add_argument("--no-live", action="store_true", help="skip the live benchmark")
+    parser.add_argument("--packet-rows", type=int, help="runs of the packets workload (20000)")
+    parser.add_argument(
+        "--packet-latencies", help="packet route latencies in ms, comma-separated (default 0,20)"
+    )
+    parser.add_argument(
+        "--no-node", action="store_true", help="skip the Node contenders (TS client and SDK)"
+    )
+    parser.add_argument("--no-sdk", action="store_true", help="skip the Trigger.dev SDK")
+    parser.add_argument(
+        "--sdk-max-rows",
+        type=int,
+        help="largest initial-sync size the SDK is run at (default 100000; 0 = every size)",
+    )
+    parser.add_argument("--no-live", action="store_true", help="skip the live benchmarks")
     parser.add_argument("--no-idle", action="store_true", help="skip the idle benchmark")
     parser.add_argument("--idle-seconds", type=float, help="length of the idle measurement")
     parser.add_argument(
@@ -307,55 +235,73 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    plan = QUICK if args.quick else FULL
-    if args.sizes:
-        plan.sizes = [int(x) for x in args.sizes.split(",")]
-    if args.idle_seconds:
-        plan.idle_seconds = args.idle_seconds
-    node = not args.no_node and initial_sync.ensure_node_modules()
+    plan = _plan(args)
+    if plan.node and not initial_sync.ensure_node_modules():
+        plan = replace(plan, node=False, sdk=False)
     initial_sync.compile_replica()
     info = machine()
     started = time.monotonic()
+    figures = Figures()
     with tempfile.TemporaryDirectory(prefix="replica-bench-") as tmp:
         work = Path(tmp)
-        sizes = [initial(rows, work, node=node) for rows in plan.sizes]
-        live_result = None
-        if not args.no_live:
+        if "initial" in plan.parts:
+            limit = plan.sdk_max_rows
+            figures.sizes = [
+                initial(rows, work, node=plan.node, sdk=plan.sdk and (not limit or rows <= limit))
+                for rows in plan.sizes
+            ]
+        if "packets" in plan.parts:
+            figures.packets = packet_workloads(plan, work)
+        if "live" in plan.parts:
             log.info("live: %d shapes", plan.live_shapes)
-            live_result = live.live(
+            figures.live = live.live(
                 work,
                 shapes=plan.live_shapes,
                 burst_seconds=plan.live_burst,
                 samples=plan.live_samples,
             )
-        callback_result = None
-        if not args.no_live:
             log.info("callback latency: %d changes", plan.callback_changes)
-            callback_result = callbacks(work, plan.callback_changes)
-        idle_result = None
-        if not args.no_idle:
+            figures.callbacks = callbacks(work, plan.callback_changes)
+        if "idle" in plan.parts:
             log.info("idle: %d shapes for %.0f s", plan.idle_shapes, plan.idle_seconds)
-            idle_result = live.idle(work, shapes=plan.idle_shapes, seconds=plan.idle_seconds)
-    figures = tables(sizes, live_result, callback_result, idle_result)
-    verdicts = targets(sizes, live_result, callback_result, idle_result)
+            figures.idle = live.idle(work, shapes=plan.idle_shapes, seconds=plan.idle_seconds)
+    info["load average at end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    measured, verdicts = tables(figures), targets(figures)
     print()
-    print(figures)
+    print(measured)
     print(verdicts)
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    command = " ".join(
+        ["python -m benchmarks", *_shown(argv if argv is not None else sys.argv[1:])]
+    )
     header = [
         "# Benchmark results",
         "",
-        f"Measured {stamp} by `python -m benchmarks{' --quick' if args.quick else ''}` "
-        f"in {time.monotonic() - started:.0f} s.",
+        f"Measured {stamp} by `{command}` in {time.monotonic() - started:.0f} s.",
         "",
         "| machine | |",
         "|---|---|",
         *[f"| {k} | {v} |" for k, v in info.items()],
         "",
     ]
-    write_results("\n".join(header) + "\n" + figures + "\n### Targets\n\n" + verdicts, args.results)
+    write_results(
+        "\n".join(header) + "\n" + measured + "\n### Targets\n\n" + verdicts, args.results
+    )
     print(f"wrote {args.results}")
     return 0
+
+
+def _shown(argv: list[str]) -> list[str]:
+    """The command-line arguments worth recording (not where the results went)."""
+    shown, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--results":
+            skip = True
+        elif not arg.startswith("--results="):
+            shown.append(arg)
+    return shown
 
 
 if __name__ == "__main__":

@@ -74,10 +74,14 @@ class Upstream:
         self.server.start()
         if self.rows:
             started = time.perf_counter()
-            self.server.trigger_many(run_items(self.rows), per_transaction=10_000)
+            self.load()
             self.load_seconds = time.perf_counter() - started
             log.info("loaded %d runs in %.1f s", self.rows, self.load_seconds)
         return self
+
+    def load(self) -> None:
+        """Put the workload's runs into the emulator (pending runs, packets inline)."""
+        self.server.trigger_many(run_items(self.rows), per_transaction=10_000)
 
     def __exit__(self, *exc: object) -> None:
         self.server.stop()

@@ -27,7 +27,22 @@ def test_quick_benchmark_run_writes_a_results_file(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     text = results.read_text()
     assert "| 300 |" in text  # the initial-sync row
-    for section in ("### Initial sync", "### Live", "### Idle", "### Targets"):
+    for section in (
+        "### Initial sync",
+        "### Offloaded packets",
+        "### Packet routes' ceiling",
+        "### Live",
+        "### Idle",
+        "### Targets",
+    ):
         assert section in text
+    assert "SDK subscribeToRunsWithTag" in text
     assert "Measured" in text and "sqlite" in text
     assert "| target | measured | verdict |" in proc.stdout
+
+
+def test_only_names_the_parts_it_knows() -> None:
+    from benchmarks.run_all import main
+
+    with pytest.raises(SystemExit, match="unknown part"):
+        main(["--only", "initial,bogus"])

@@ -61,6 +61,9 @@ class DevServerConfig:
     native_working_set_ttl: float = 300.0
     #: Payloads above this many bytes are offloaded to the object store (Trigger.dev: 512 KB).
     payload_offload_threshold: int = 512 * 1024
+    #: Seconds the packet download routes (presign, object GET) wait before answering, like
+    #: an object store across the internet (benchmarks use 0.02); 0 answers at once.
+    packet_latency: float = 0.0
     #: When set, `/v1/shape` requires `?secret=` (Electric's ELECTRIC_SECRET mode).
     electric_secret: str | None = None
     #: Run the simulator: tagged runs triggered and walked through realistic lives.

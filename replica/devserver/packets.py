@@ -7,6 +7,7 @@ Objects live in the emulator's SQLite file (`_objects`). A presigned URL is
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -70,11 +71,21 @@ class ObjectStore:
         return hmac.compare_digest(self._signature(method, path, when), signature)
 
 
+async def packet_latency(request: Request) -> None:
+    """Wait the configured `packet_latency` before a download route answers: asleep on the
+    event loop, so that every other request is served meanwhile."""
+    seconds = request.app.state.emulator.config.packet_latency
+    if seconds > 0:
+        await asyncio.sleep(seconds)
+
+
 async def object_endpoint(request: Request) -> Response:
     """`GET`/`PUT /_replica/objects/<path>`: the presigned download and upload target."""
     store: ObjectStore = request.app.state.emulator.objects
     path = request.path_params["path"]
     method = "PUT" if request.method == "PUT" else "GET"
+    if method == "GET":
+        await packet_latency(request)
     q = request.query_params
     if not store.check(method, path, q.get("expires"), q.get("signature")):
         return Response(

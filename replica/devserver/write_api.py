@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from replica.devserver.auth import Principal, public_token
+from replica.devserver.packets import packet_latency
 from replica.devserver.runs import RunError
 from replica.devserver.tables import Row
 from replica.devserver.trigger_api import (
@@ -215,6 +216,7 @@ def _base_url(request: Request) -> str:
 async def packet_download_url(request: Request) -> Response:
     """`GET /api/v1/packets/{path}` -> `{"presignedUrl"}` (JWT allowed, no per-run check)."""
     emu: Emulator = request.app.state.emulator
+    await packet_latency(request)
     authenticate(request)
     url = emu.objects.presign(_base_url(request), request.path_params["path"])
     return json_response({"presignedUrl": url}, 200, trigger_cors(request))
@@ -234,6 +236,7 @@ async def packet_upload_url(request: Request) -> Response:
 async def run_packet_url(request: Request) -> Response:
     """`GET /api/v1/runs/{runId}/packets/{payload|output}`, authorised against the run."""
     emu: Emulator = request.app.state.emulator
+    await packet_latency(request)
     principal = authenticate(request)
     run = emu.runs.get(request.path_params["run_id"])
     field = request.path_params["field"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+from collections.abc import Callable
 
 import httpx
 
@@ -101,6 +103,28 @@ def test_large_payloads_are_offloaded_and_downloadable(
     )
     tampered = presigned.json()["presignedUrl"].replace("signature=", "signature=0")
     assert httpx.get(tampered).status_code == 403
+
+
+def test_packet_download_routes_answer_after_the_configured_latency(
+    devserver_factory: Callable[..., DevServer],
+) -> None:
+    latency = 0.25  # a lower bound only: a slow machine answers later, never earlier
+    server = devserver_factory(packet_latency=latency, payload_offload_threshold=16)
+    run_id = server.trigger("import", {"rows": "x" * 64})
+    assert server.run(run_id)["payloadType"] == "application/store"  # type: ignore[index]
+    with httpx.Client(base_url=server.url, headers=auth(server), timeout=15) as client:
+        for path in (
+            f"/api/v1/runs/{run_id}/packets/payload",
+            f"/api/v1/packets/{run_id}%2Fpayload.json",
+        ):
+            started = time.monotonic()
+            presigned = client.get(path)
+            assert presigned.status_code == 200
+            assert time.monotonic() - started >= latency
+            started = time.monotonic()
+            download = httpx.get(presigned.json()["presignedUrl"])
+            assert download.json() == {"rows": "x" * 64}
+            assert time.monotonic() - started >= latency
 
 
 def test_sdk_style_upload_then_trigger_with_the_store_path(
