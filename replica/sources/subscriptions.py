@@ -26,6 +26,10 @@ from replica.sources.taskrun import RunMapper
 from replica.sources.trigger import TriggerConfig, native_window_start, window_seconds
 from replica.tables import RUNS, RowChange, TableSpec
 
+#: Seconds of slack before runs count as out of a moving window: the server buckets its
+#: start to the minute, and the two clocks may be a little apart.
+WINDOW_SLACK = 120.0
+
 #: How long a finished run is still polled: late writes (its error, metadata, cost) arrive
 #: in that grace period. The SDK's `subscribeToRun` stops 30 s after the run finished, too.
 COMPLETION_GRACE = 30.0
@@ -90,12 +94,11 @@ class RunSource:
     def left_behind(self, handle: str | None, handle_since: float) -> tuple[str, str] | None:
         """Rows that left the shape without a delete: `(column, value)`, the rows whose
         column is below value. A tag feed of the native backend, whose window moves, leaves
-        behind the runs created before the window's start (two minutes of slack for the
-        server's bucketing and clocks apart)."""
+        behind the runs created before the window's start (less `WINDOW_SLACK`)."""
         if self.kind != "tag":
             return None
         start = native_window_start(handle, handle_since, self._window, time.time())
-        return None if start is None else ("created_at", iso(start - 120))
+        return None if start is None else ("created_at", iso(start - WINDOW_SLACK))
 
 
 @dataclass(frozen=True)
