@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -26,12 +28,25 @@ def test_the_snapshot_is_downloaded_once(replica_cli: Replica, devserver_factory
     server: DevServer = devserver_factory(realtime_backend="native")
     replica_cli.env.update(TRIGGER_SECRET_KEY=server.secret_key, TRIGGER_API_URL=server.url)
     runs = {server.trigger("send-email", {}, tags=["user:1"]) for _ in range(3)}
-    synced = replica_cli.run("sync", "--tag", "user:1", "--once", "--debug")
-    assert synced.returncode == 0, synced.stderr
+    log = replica_cli.cwd / "sync.log"
+    with log.open("w") as stderr:
+        sync = subprocess.Popen(
+            [sys.executable, "-m", "replica", "sync", "--tag", "user:1", "--debug"],
+            cwd=replica_cli.cwd,
+            env=replica_cli.env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+    try:
+        replica_cli.wait_for(lambda: "live=true" in log.read_text(), what="a live poll")
+    finally:
+        sync.terminate()
+        sync.wait(60)
     assert {r for (r,) in replica_cli.query("SELECT id FROM runs")} == runs
-    # Its offset=-1 reply ends up to date: no second request (which would send it all again).
-    requests = [line for line in synced.stderr.splitlines() if "GET http" in line]
-    assert len(requests) == 1, requests
+    # Its offset=-1 reply ends up to date: the next request is live, not one more non-live
+    # request, which the native backend would answer with the whole snapshot again.
+    requests = [line for line in log.read_text().splitlines() if "GET http" in line]
+    assert "live=true" not in requests[0] and "live=true" in requests[1], requests[:2]
 
 
 def test_runs_that_age_out_of_the_moving_window_are_let_go_of(
