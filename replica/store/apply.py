@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 #: Runs of at least this many inserts with the same columns go through multi-row statements.
 BULK_THRESHOLD = 16
 _HOLD_ONE = sql.hold(sql.values(4))
+#: (connection, table the rows wait in, their column names, rowid range or ()) -> None
+Derive = Callable[[sqlite3.Connection, str, Sequence[str], Sequence[int]], None]
 #: Bound parameters per statement (SQLite's limit is 32766 since 3.32, 999 before).
 MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 
@@ -30,9 +32,17 @@ MAX_VARIABLES = 32766 if sqlite3.sqlite_version_info >= (3, 32) else 999
 class TableWriter:
     """Writes `RowChange`s for one table on one connection (the caller owns transactions)."""
 
-    def __init__(self, conn: sqlite3.Connection, spec: TableSpec) -> None:
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        spec: TableSpec,
+        derive: Derive | None = None,
+    ) -> None:
         self.conn = conn
         self.spec = spec
+        #: Brings tables derived from this one in step with rows about to be bulk upserted
+        #: (bulk upserts silence the per-row derivations).
+        self.derive = derive
         self.table = sql.ident(spec.name)
         self.key = sql.ident(spec.key_column)
         self.required = frozenset(c.name for c in spec.columns if c.not_null and c.default is None)
@@ -176,9 +186,11 @@ class TableWriter:
         self, names: list[str], source: str, page: tuple[int, int] | None = None
     ) -> None:
         """Log, then upsert, the rows waiting in `source` (the batch table, or with `page`,
-        the first and last rowid of a page, the staged table); the per-row log triggers
-        stand aside meanwhile (`bulk`)."""
+        the first and last rowid of a page, the staged table); the per-row log and derive
+        triggers stand aside meanwhile (`bulk`), and derived tables follow set-based."""
         spec, conn, params = self.spec, self.conn, page or ()
+        if self.derive is not None:  # compares the waiting rows with the stored ones
+            self.derive(conn, source, names, params)
         conn.execute(sql.bulk_log(spec, names, source, page=page is not None), params)
         conn.execute("UPDATE temp._replica_context SET bulk = 1")
         conn.execute(sql.bulk_upsert(spec, names, source, page=page is not None), params)

@@ -21,7 +21,7 @@ import orjson
 
 from replica.errors import ApplyError, DatabaseError
 from replica.iso_time import now_iso
-from replica.store import sql
+from replica.store import derived, sql
 from replica.store.apply import TableWriter
 from replica.store.database import WriterLock, connect, migrate
 from replica.store.table_specs import create_table, grow_table, spec_from_json, spec_to_json
@@ -131,8 +131,13 @@ class Store:
     def _install(self, spec: TableSpec) -> None:
         for statement in sql.log_triggers(spec):
             self.conn.execute(statement)
+        derive = None
+        if spec.name == RUNS.name:  # run_tags and run_history follow runs
+            for statement in derived.TRIGGERS:
+                self.conn.execute(statement)
+            derive = derived.derive_waiting
         self.tables[spec.name] = spec
-        self._writers[spec.name] = TableWriter(self.conn, spec)
+        self._writers[spec.name] = TableWriter(self.conn, spec, derive)
 
     def ensure_table(self, spec: TableSpec) -> TableSpec:
         """Create the table of a plain Electric shape, or add the columns it gained.
