@@ -7,8 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -69,19 +68,6 @@ class Replica:
             return conn.execute(sql, params).fetchall()
         finally:
             conn.close()
-
-    def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if predicate():
-                    return
-            except sqlite3.Error:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
 
     def stop_all(self) -> None:
         for proc in self.procs:

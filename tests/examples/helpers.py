@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -99,22 +97,6 @@ def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "it") -> Any:
-    """Poll `predicate` until it is truthy (a missing table or file, or a server not
-    listening yet, counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except (sqlite3.Error, OSError, httpx.TransportError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:

@@ -12,8 +12,9 @@ import httpx
 
 from replica.devserver import DevServer
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
-from .helpers import EXAMPLES, Process, free_port, python, wait_until
+from .helpers import EXAMPLES, Process, free_port, python
 
 APP = EXAMPLES / "live_web" / "app.py"
 
@@ -33,7 +34,7 @@ def test_page_lists_the_tag_and_events_follow_changes(
         cwd=tmp_path,
     )
     app.wait_for_line(lambda line: line.startswith("live page for tag"))
-    listed = wait_until(
+    listed = wait_for(
         lambda: len(runs := httpx.get(f"{base}/runs.json").json()) == 2 and runs,
         what="the sync to bring both runs",
     )

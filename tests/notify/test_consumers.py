@@ -16,8 +16,9 @@ import pytest
 
 from replica import Change, Replica, ReplicaError
 from replica.notify.consumers import RetryPolicy
+from tests.support.waiting import wait_for
 
-from .helpers import Writer, run, update, wait_for
+from .helpers import Writer, run, update
 
 FAST = RetryPolicy(attempts=3, initial=0.05, factor=2.0)
 

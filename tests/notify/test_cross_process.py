@@ -15,8 +15,9 @@ import pytest
 from replica import Replica
 from replica.devserver import DevServer
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
-from .helpers import log_entries, read_jsonl, start_listener, start_replica, stop, wait_for
+from .helpers import log_entries, read_jsonl, start_listener, start_replica, stop
 
 pytestmark = pytest.mark.slow
 

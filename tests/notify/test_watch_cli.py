@@ -21,8 +21,9 @@ from click.testing import CliRunner
 from replica.cli import cli
 from replica.notify.retention import Retention
 from replica.store import Store
+from tests.support.waiting import wait_for
 
-from .helpers import ROOT, Writer, run, update, wait_for
+from .helpers import ROOT, Writer, run, update
 
 
 class Watch:

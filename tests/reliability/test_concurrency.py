@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
 from .support import (
     ROOT,
@@ -31,7 +32,6 @@ from .support import (
     scaled,
     sigkill,
     spawn,
-    wait_for,
 )
 
 SECONDS = scaled(15, 120)

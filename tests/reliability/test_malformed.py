@@ -41,8 +41,9 @@ from tests.support.scripted_server import (
     change,
     shape_reply,
 )
+from tests.support.waiting import wait_for
 
-from .support import record, replica_command, scaled, wait_for
+from .support import record, replica_command, scaled
 from .test_fuzz import mutate_bytes, mutate_tree
 
 BAD_OFFSET = "9_0"

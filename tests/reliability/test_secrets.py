@@ -34,8 +34,9 @@ from replica.devserver import DevServer
 from replica.devserver.auth import public_token
 from tests.support.scripted_server import Handler, Reply, Request, ScriptedServer, change
 from tests.support.scripted_server import shape_reply as electric_reply
+from tests.support.waiting import wait_for
 
-from .support import query, read_only, record, replica_command, wait_for
+from .support import query, read_only, record, replica_command
 from .test_bad_input import clean_env, closed_port, one_error
 
 TAG = "secrets"
