@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tests.support.waiting import PATIENCE
+
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
 
@@ -51,7 +53,7 @@ class Process:
         assert self.proc.stderr is not None
         self.stderr = self.proc.stderr.read()
 
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 30.0) -> str:
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = PATIENCE) -> str:
         """The first stdout line matching `predicate`, waiting for it."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -67,7 +69,7 @@ class Process:
                     )
                 self._changed.wait(min(left, 0.2))
 
-    def stop(self, timeout: float = 15.0) -> int:
+    def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM, as systemd or `docker stop` would; the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)

@@ -27,7 +27,7 @@ from replica.devserver import DevServer
 from replica.devserver.taskrun import FINAL_STATUSES
 from replica.devserver.testing import TEST_LONG_POLL_TIMEOUT
 from tests.support.env import replica_env
-from tests.support.waiting import wait_for
+from tests.support.waiting import PATIENCE, wait_for
 
 from .browser import chromium, screenshot
 from .helpers import (
@@ -159,7 +159,7 @@ def test_pages_and_canned_queries_follow_the_live_replica(live: Live) -> None:
     # round adds a run of its own (canceled at once, so no simulated life is left running),
     # so rows change during the reads however fast or slow this machine is.
     counts = []
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while len(counts) < 12 or not live.simulation_done():
         assert time.monotonic() < deadline, "the simulation did not finish"
         live.server.cancel_run(live.server.trigger("load", {}, tags=[LOAD_TAG]))
@@ -185,7 +185,7 @@ def test_pages_and_canned_queries_follow_the_live_replica(live: Live) -> None:
 
 
 def test_canned_queries_and_facets_show_runs_with_known_fates(live: Live) -> None:
-    wait_for(live.simulation_done, timeout=60, what="the simulation to finish")
+    wait_for(live.simulation_done, what="the simulation to finish")
     # Runs the simulator has no part in (it is done): each query shows exactly their fates.
     tag, task = "team:datasette", "datasette-check"
     error = {"type": "BUILT_IN_ERROR", "name": "Error", "message": "checked failure"}

@@ -12,7 +12,7 @@ import httpx
 
 from replica.devserver import DevServer
 from tests.support.env import replica_env
-from tests.support.waiting import wait_for
+from tests.support.waiting import PATIENCE, wait_for
 
 from .helpers import EXAMPLES, Process, free_port, python
 
@@ -49,7 +49,7 @@ def test_page_lists_the_tag_and_events_follow_changes(
     assert 'new EventSource("events")' in page.text
 
     seen: list[dict[str, object]] = []
-    with httpx.stream("GET", f"{base}/events", timeout=15) as events:
+    with httpx.stream("GET", f"{base}/events", timeout=PATIENCE) as events:
         assert events.headers["content-type"].startswith("text/event-stream")
         third = ""
         for line in events.iter_lines():
@@ -72,7 +72,7 @@ def test_page_lists_the_tag_and_events_follow_changes(
     assert f'<tr id="{third}" class="QUEUED">' in page
     # SIGTERM with a page still open: its event stream ends, the app shuts down cleanly
     # (uvicorn then re-raises the signal: that is its exit status).
-    with httpx.stream("GET", f"{base}/events", timeout=15) as events:
+    with httpx.stream("GET", f"{base}/events", timeout=PATIENCE) as events:
         lines = events.iter_lines()
         assert next(lines) == ": connected"
         app.proc.send_signal(signal.SIGTERM)
