@@ -15,6 +15,7 @@ import pytest
 
 from replica.devserver import DevServer
 from replica.devserver.testing import devserver, devserver_factory  # noqa: F401
+from tests.support.waiting import wait_for
 
 
 class Replica:
@@ -68,6 +69,9 @@ class Replica:
             return conn.execute(sql, params).fetchall()
         finally:
             conn.close()
+
+    #: The suite's one wait (tests/support/waiting.py), at hand beside the fixture.
+    wait_for = staticmethod(wait_for)
 
     def stop_all(self) -> None:
         for proc in self.procs:

@@ -18,7 +18,6 @@ from typing import Any
 import pytest
 
 from replica.sources.taskrun import iso_timestamp, public_status
-from tests.support.waiting import wait_for
 
 from .conftest import Replica
 
@@ -66,7 +65,7 @@ def test_sigkill_during_snapshot_and_churn_loses_nothing(
                 # The first kills land in the initial snapshot (30 pages, each held back
                 # 50 ms by the emulator): once a random number of its pages is staged.
                 staged = rng.randint(1, 12)
-                wait_for(
+                cli.wait_for(
                     lambda staged=staged: (
                         cli.db.exists()
                         and cli.query("SELECT count(*) FROM _replica_pending")[0][0] >= staged
@@ -77,7 +76,7 @@ def test_sigkill_during_snapshot_and_churn_loses_nothing(
             else:
                 server.clear_faults()  # the later restarts resume at full speed
                 # Then in live churn: let this process publish the snapshot first.
-                wait_for(
+                cli.wait_for(
                     lambda: (
                         cli.query("SELECT count(*) FROM _replica_shapes WHERE phase = 'live'")
                         == [(1,)]

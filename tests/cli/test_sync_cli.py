@@ -9,7 +9,6 @@ import textwrap
 import pytest
 
 from replica.devserver import DevServer
-from tests.support.waiting import wait_for
 
 from .conftest import Replica, one_error_line
 
@@ -70,9 +69,11 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(replica_cli: Replica) -> No
     server = replica_cli.server
     first = trigger_runs(server, "t", 3)
     proc = replica_cli.start("sync", "--tag", "t")
-    wait_for(lambda: len(replica_cli.query("SELECT id FROM runs")) == 3, what="the first snapshot")
+    replica_cli.wait_for(
+        lambda: len(replica_cli.query("SELECT id FROM runs")) == 3, what="the first snapshot"
+    )
     server.set_status(first[0], "EXECUTING")
-    wait_for(
+    replica_cli.wait_for(
         lambda: (
             replica_cli.query("SELECT status FROM runs WHERE id = ?", (first[0],))
             == [("EXECUTING",)]
@@ -97,7 +98,7 @@ def test_sigterm_stops_cleanly_and_a_restart_resumes(replica_cli: Replica) -> No
 def test_a_second_sync_on_the_same_file_is_refused(replica_cli: Replica) -> None:
     trigger_runs(replica_cli.server, "t", 1)
     proc = replica_cli.start("sync", "--tag", "t")
-    wait_for(lambda: replica_cli.query("SELECT count(*) FROM runs") == [(1,)])
+    replica_cli.wait_for(lambda: replica_cli.query("SELECT count(*) FROM runs") == [(1,)])
     result = replica_cli.run("sync", "--tag", "t", "--once")
     assert result.returncode == 1
     assert f"pid {proc.pid}" in one_error_line(result)
@@ -194,16 +195,16 @@ def test_config_file_subscriptions_follow_edits(replica_cli: Replica) -> None:
     config = replica_cli.cwd / "replica.toml"
     config.write_text('[[sync]]\ntag = "a"\n')
     replica_cli.start("sync")
-    wait_for(
+    replica_cli.wait_for(
         lambda: {r[0] for r in replica_cli.query("SELECT id FROM runs")} == set(a), what="tag a"
     )
     config.write_text('[[sync]]\ntag = "a"\n\n[[sync]]\ntag = "b"\n')
-    wait_for(
+    replica_cli.wait_for(
         lambda: len(replica_cli.query("SELECT id FROM runs WHERE detached_at IS NULL")) == 5,
         what="tag b added",
     )
     config.write_text('[[sync]]\ntag = "b"\n')
-    wait_for(
+    replica_cli.wait_for(
         lambda: (
             {r[0] for r in replica_cli.query("SELECT id FROM runs WHERE detached_at IS NULL")}
             == set(b)
@@ -230,7 +231,7 @@ def test_concurrency_limit_shows_in_status(replica_cli: Replica, devserver_facto
         status = json.loads(result.stdout)
         return any("subscription limit reached" in (s["last_error"] or "") for s in status)
 
-    wait_for(limited_shape, what="a 429 in status")
+    replica_cli.wait_for(limited_shape, what="a 429 in status")
     proc.send_signal(signal.SIGINT)
     assert proc.wait(20) == 0
     assert "subscription limit reached, retrying in" in (proc.stderr.read() if proc.stderr else "")
