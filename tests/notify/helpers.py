@@ -12,6 +12,7 @@ from typing import Any
 
 from replica.store import Store
 from replica.tables import RowChange
+from tests.support.waiting import wait_for as wait_for  # the suite's one wait, at hand here
 
 ROOT = Path(__file__).resolve().parents[2]
 

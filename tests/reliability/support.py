@@ -21,6 +21,7 @@ from typing import Any
 
 from replica.devserver import DevServer
 from replica.sources.taskrun import iso_timestamp, public_status
+from tests.support.waiting import wait_for as wait_for  # the suite's one wait, at hand here
 
 ROOT = Path(__file__).resolve().parents[2]
 
