@@ -119,7 +119,7 @@ def test_a_callback_reads_the_run_with_the_model_of_its_task(db: Replica, writer
         run(2, task_identifier="render-video"),  # no model: skipped
         run(3, task_identifier="generate-report", payload='{"reportId": "rep_1"}'),
     )
-    db.listen(timeout=10)
+    db.listen(timeout=PATIENCE)  # the callback stops it
     assert typed == [("run_1", EmailRun), ("run_3", ReportRun)]
 
 

@@ -154,11 +154,11 @@ async def test_streams_read_each_run_with_the_model_of_its_task(
         run(3, task_identifier="generate-report", payload='{"reportId": "rep_1"}'),
     )
     stream = db.subscribe_to_runs_with_tag("a", model=EmailRun | ReportRun, other="skip")
-    initial = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(2)]
+    initial = [await asyncio.wait_for(stream.__anext__(), PATIENCE) for _ in range(2)]
     assert {(r.id, type(r)) for r in initial} == {("run_1", EmailRun), ("run_3", ReportRun)}
     writer.commit(update(2, status="EXECUTING"))  # a task without a model: not yielded
     writer.commit(update(1, status="EXECUTING"))
-    changed = await asyncio.wait_for(stream.__anext__(), 10)
+    changed = await asyncio.wait_for(stream.__anext__(), PATIENCE)
     assert (changed.id, type(changed), changed.status) == ("run_1", EmailRun, "EXECUTING")
     await stream.aclose()
 
@@ -175,10 +175,10 @@ async def test_a_skipped_run_still_ends_its_stream_and_a_refused_one_raises(
     writer.commit(run(2, task_identifier="render-video"))
     writer.commit(update(2, status="COMPLETED", finished_at="2026-01-01T00:01:00.000Z"))
     skipped = db.subscribe_to_run("run_2", model=EmailRun, other="skip")
-    assert await asyncio.wait_for(_all(skipped), 10) == []
+    assert await asyncio.wait_for(_all(skipped), PATIENCE) == []
     refused = db.subscribe_to_run("run_2", model=EmailRun, other="error")
     with pytest.raises(replica.ReplicaError, match="run run_2 is of task 'render-video'"):
-        await asyncio.wait_for(refused.__anext__(), 10)
+        await asyncio.wait_for(refused.__anext__(), PATIENCE)
 
 
 async def _all(stream: AsyncIterator[Run[Any, Any]]) -> list[Run[Any, Any]]:
