@@ -12,6 +12,9 @@ settings.register_profile("default", max_examples=150)
 settings.register_profile("soak", max_examples=5000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
+# `db_path` and `store`, for every test package.
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture
 def anyio_backend() -> str:

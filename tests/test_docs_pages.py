@@ -15,6 +15,7 @@ import pytest
 import replica
 from replica.store import Store
 from tests.notify.helpers import Writer, run, update
+from tests.support.waiting import listen_until
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -150,7 +151,8 @@ def test_the_quick_start_callback_and_read_run(
     with Store(tmp_path / "replica.db") as store:
         writer = Writer(store)
         namespace: dict[str, object] = {}
-        # Everything but the blocking listen(), which the test calls with a timeout.
+        # Everything but the blocking listen(), which the test runs until the consumer has
+        # handled the changes below.
         exec(compile(callback.replace("db.listen()", "pass"), str(QUICKSTART), "exec"), namespace)
         db = namespace["db"]
         assert isinstance(db, replica.Replica)
@@ -159,7 +161,7 @@ def test_the_quick_start_callback_and_read_run(
         writer.commit(update(1, status="FAILED", error=error))
         writer.commit(update(1, duration_ms=1200))  # already failed: no second line
         writer.commit(run(2, status="COMPLETED", tags='["user:1234"]'))
-        db.listen(timeout=1.5)
+        listen_until(db, lambda: db.consumers()[0].last_seq >= 3, what="the alerts consumer")
         assert capsys.readouterr().out == "run failed: run_1 task SMTP said no\n"
         exec(compile(reading, str(QUICKSTART), "exec"), namespace)
         printed = capsys.readouterr().out

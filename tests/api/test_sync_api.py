@@ -13,6 +13,7 @@ from replica.devserver import DevServer
 from replica.devserver.testing import devserver, devserver_factory  # noqa: F401
 from replica.errors import ShapeDefinitionError
 from replica.settings import MissingTokenError
+from tests.support.waiting import PATIENCE, wait_for
 
 
 def test_sync_once_fills_the_database_and_returns_true(
@@ -38,6 +39,7 @@ def test_async_sync_wakes_callbacks_in_the_same_process(
 ) -> None:
     run_id = devserver.trigger("send-email", {}, tags=["t"])
     seen: list[tuple[str, str]] = []
+    inserted = threading.Event()
 
     async def main() -> None:
         with replica.Replica(tmp_path / "r.db") as db:
@@ -45,16 +47,18 @@ def test_async_sync_wakes_callbacks_in_the_same_process(
             @db.on_change("runs", start="beginning")
             def record(change: replica.Change) -> None:
                 seen.append((change.op, change.row["status"] if change.row else ""))
+                inserted.set()
                 if change.row and change.row["status"] == "EXECUTING":
                     db.stop()
                     db.stop_sync()
 
             feed = replica.tag("t", token=devserver.secret_key, api_url=devserver.url)
             syncing = asyncio.create_task(db.async_sync(feed))
-            listening = asyncio.create_task(db.alisten(timeout=20))
-            await asyncio.sleep(0.5)
+            listening = asyncio.create_task(db.alisten(timeout=PATIENCE))
+            # The run as the snapshot has it first, then the change.
+            assert await asyncio.to_thread(inserted.wait, PATIENCE), "no snapshot"
             await asyncio.to_thread(devserver.set_status, run_id, "EXECUTING")
-            await asyncio.wait_for(asyncio.gather(syncing, listening), 30)
+            await asyncio.wait_for(asyncio.gather(syncing, listening), PATIENCE)
 
     asyncio.run(main())
     assert seen[0] == ("insert", "QUEUED")
@@ -64,10 +68,17 @@ def test_async_sync_wakes_callbacks_in_the_same_process(
 def test_stop_sync_from_another_thread(tmp_path: Path, devserver: DevServer) -> None:  # noqa: F811
     devserver.trigger("send-email", {}, tags=["t"])
     with replica.Replica(tmp_path / "r.db") as db:
-        timer = threading.Timer(1.5, db.stop_sync)
-        timer.start()
+
+        def stop_once_synced() -> None:
+            try:
+                wait_for(lambda: db.query("SELECT count(*) AS n FROM runs")[0]["n"], what="the run")
+            finally:
+                db.stop_sync()
+
+        stopper = threading.Thread(target=stop_once_synced)
+        stopper.start()
         assert db.sync(replica.tag("t", token=devserver.secret_key, api_url=devserver.url))
-        timer.join()
+        stopper.join()
         assert len(db.runs()) == 1
 
 

@@ -7,8 +7,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 
 from replica.devserver import DevServer
 from replica.devserver.testing import devserver, devserver_factory  # noqa: F401
+from tests.support.waiting import wait_for
 
 
 class Replica:
@@ -70,18 +70,8 @@ class Replica:
         finally:
             conn.close()
 
-    def wait_for(
-        self, predicate: Callable[[], bool], timeout: float = 30.0, what: str = "condition"
-    ) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                if predicate():
-                    return
-            except sqlite3.Error:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
+    #: The suite's one wait (tests/support/waiting.py), at hand beside the fixture.
+    wait_for = staticmethod(wait_for)
 
     def stop_all(self) -> None:
         for proc in self.procs:

@@ -54,7 +54,7 @@ params = [10]
         ('[[sync]]\nrun = "run_abc"\nstop_on_completion = "no"', "true or false"),
         ('[[sync]]\ntag = "a"\nstop_on_completion = false', "applies to run entries"),
         ('[[sync]]\ntag = ""', "tag must be a non-empty string"),
-        ('[[sync]]\ntags = []', "at least one tag"),
+        ("[[sync]]\ntags = []", "at least one tag"),
         ('[[sync]]\nrun = "not-a-run"', "#1: 'not-a-run' is not a run id"),
         ('[[sync]]\nelectric = "http://x"\ntable = "t"\nwhere = "id >"', "> needs a value"),
     ],

@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from tests.support.waiting import PATIENCE
+
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
 
 
@@ -64,7 +66,7 @@ class NodeScript:
                 self._queue.put(event)
 
     def wait_for(
-        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = 20.0
+        self, predicate: Callable[[list[dict[str, Any]]], bool], timeout: float = PATIENCE
     ) -> None:
         """Wait until `predicate(events so far)` holds; fail with the script's output if not."""
         deadline = time.monotonic() + timeout

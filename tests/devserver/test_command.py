@@ -7,11 +7,12 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import httpx
 import pytest
+
+from tests.support.waiting import wait_for
 
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
@@ -81,15 +82,10 @@ def start(procs: list[subprocess.Popen[str]], *args: str) -> tuple[subprocess.Po
 
 
 def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            if httpx.get(f"{url}/_replica/health", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, "dev-server did not answer"
-        time.sleep(0.05)
+    wait_for(
+        lambda: httpx.get(f"{url}/_replica/health").status_code == 200,
+        what="the dev-server to answer",
+    )
 
 
 def test_startup_prints_url_and_a_generated_key_then_stops_on_sigint(

@@ -6,7 +6,6 @@ own rows/runs, and each crosses a forced handle rotation."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import pytest
 from replica.devserver import DevServer
 from replica.devserver.pgtypes import decode_value
 from replica.devserver.taskrun import PUBLIC_STATUS
+from tests.support.waiting import wait_for
 
 from .node_clients import NodeScript, ensure_node_modules
 
@@ -144,10 +144,8 @@ def test_shape_stream_recovers_from_injected_faults(
         )
     )
     # The client keeps long-polling, so every armed fault fires (once) in the end.
-    deadline = time.monotonic() + 10
     rules = devserver.emulator.faults.rules()
-    while any(r.fired < (r.times or 1) for r in rules) and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_for(lambda: all(r.fired >= (r.times or 1) for r in rules), what="every fault to fire")
     assert [(r.kind, r.fired) for r in rules] == [("error", 1), ("drop", 1), ("stale", 1)]
 
 

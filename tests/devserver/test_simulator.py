@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import time
 
 from replica.devserver import DevServer, DevServerConfig, Emulator
 from replica.devserver.simulate import DEMO_TAG, Simulator
 from replica.devserver.taskrun import FINAL_STATUSES
+from tests.support.waiting import wait_for
 
 
 def simulate(seed: int, runs: int = 30) -> list[tuple]:
@@ -58,10 +58,7 @@ def test_same_seed_same_runs_other_seed_other_runs() -> None:
 def test_api_triggered_runs_are_worked_when_simulating(devserver_factory) -> None:
     server: DevServer = devserver_factory(simulate=True, speed=200, simulate_runs=1, seed=3)
     run_id = server.trigger("my-task", {"from": "api"}, tags=["user:1234"])
-    deadline = time.monotonic() + 20
-    while server.run(run_id)["status"] not in FINAL_STATUSES:
-        assert time.monotonic() < deadline, server.run(run_id)
-        time.sleep(0.05)
+    wait_for(lambda: server.run(run_id)["status"] in FINAL_STATUSES, what=f"{run_id} to be worked")
     run = server.run(run_id)
     assert run["payload"] == '{"from":"api"}'
     assert run["startedAt"] is not None or run["status"] == "EXPIRED"

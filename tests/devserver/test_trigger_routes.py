@@ -11,6 +11,7 @@ import pytest
 from replica.devserver import DevServer
 from replica.devserver.auth import sign_jwt
 from replica.devserver.taskrun import ELECTRIC_COLUMNS
+from tests.support.waiting import PATIENCE, wait_for
 
 from .helpers import MODERN, headers, run_ids, sync
 
@@ -204,10 +205,12 @@ def test_legacy_header_names_without_the_electric_version_header(
 def test_live_polls_over_the_concurrency_limit_get_429(
     devserver_factory, runs: dict[str, str]
 ) -> None:
-    server = devserver_factory(live_concurrency_limit=1, long_poll_timeout=1.0)
+    # The first live poll is held until the run changes (the long-poll timeout is only a
+    # safety net), so the second one always finds the limit reached.
+    server = devserver_factory(live_concurrency_limit=1, long_poll_timeout=PATIENCE)
     run_id = server.trigger("t", {})
     h = headers(server.secret_key)
-    with httpx.Client(base_url=server.url, timeout=10) as c:
+    with httpx.Client(base_url=server.url, timeout=PATIENCE + 30) as c:
         last, _ = sync(c, {}, f"/realtime/v1/runs/{run_id}", headers=h)
         live = {
             "offset": last.headers["electric-offset"],
@@ -222,11 +225,8 @@ def test_live_polls_over_the_concurrency_limit_get_429(
             )
         )
         holder.start()
-        deadline = 50
-        while server.emulator.live_requests < 1 and deadline:
-            threading.Event().wait(0.02)
-            deadline -= 1
-        with httpx.Client(base_url=server.url, timeout=10) as other:
+        wait_for(lambda: server.emulator.live_requests >= 1, what="the first live poll")
+        with httpx.Client(base_url=server.url, timeout=PATIENCE) as other:
             second = other.get(f"/realtime/v1/runs/{run_id}", params=live, headers=h)
             assert second.status_code == 429
             assert second.json() == {"error": "Too many concurrent requests"}
@@ -238,6 +238,7 @@ def test_live_polls_over_the_concurrency_limit_get_429(
                 ).status_code
                 == 200
             )
+        server.start_run(run_id)  # answers the held poll
         holder.join()
         assert first[0].status_code == 200
 

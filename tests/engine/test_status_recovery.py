@@ -18,13 +18,19 @@ from replica.protocol import Backoff, StreamOptions
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from tests.support.scripted_server import Reply, Request, ScriptedServer, change, shape_reply
+from tests.support.waiting import wait_for_async
 
 
 class Upstream:
-    """A one-page snapshot, then live: one 503, then empty keep-alives (a little apart)."""
+    """A one-page snapshot, then live: one 503, then empty keep-alives (a little apart).
+
+    The retry after the 503 is held until `resume` is set, so the test sees `backing-off`
+    however slowly it looks.
+    """
 
     def __init__(self) -> None:
         self.live_requests = 0
+        self.resume = asyncio.Event()
 
     async def __call__(self, request: Request) -> Reply:
         if request.params.get("live") != "true":
@@ -32,6 +38,8 @@ class Upstream:
         self.live_requests += 1
         if self.live_requests == 2:
             return Reply(status=503, headers={"retry-after": "0"}, body=b"busy")
+        if self.live_requests == 3:
+            await self.resume.wait()
         await asyncio.sleep(0.02)
         return shape_reply(cursor=str(self.live_requests), done=True)
 
@@ -47,14 +55,19 @@ async def _states(db: Path) -> list[str]:
             task = asyncio.create_task(
                 engine.run(sources_for([replica.electric(server.url, "items")], client))
             )
+
+            def live_again() -> bool:
+                """Notes each new stored state; true once the shape is live again after a
+                few keep-alives past the failure."""
+                shapes = store.shapes()
+                if shapes and (not seen or seen[-1] != shapes[0].state):
+                    seen.append(shapes[0].state)
+                if "backing-off" in seen:
+                    upstream.resume.set()
+                return upstream.live_requests >= 6 and seen[-1:] == ["live"]
+
             try:
-                for _ in range(500):
-                    await asyncio.sleep(0.01)
-                    shapes = store.shapes()
-                    if shapes and (not seen or seen[-1] != shapes[0].state):
-                        seen.append(shapes[0].state)
-                    if upstream.live_requests >= 6 and seen[-1] == "live":
-                        break
+                await wait_for_async(live_again, what="the shape to be live again")
             finally:
                 engine.stop()
                 await task

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
+from tests.support.waiting import PATIENCE
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"
@@ -53,7 +53,7 @@ class Process:
         assert self.proc.stderr is not None
         self.stderr = self.proc.stderr.read()
 
-    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = 30.0) -> str:
+    def wait_for_line(self, predicate: Callable[[str], bool], timeout: float = PATIENCE) -> str:
         """The first stdout line matching `predicate`, waiting for it."""
         deadline = time.monotonic() + timeout
         with self._changed:
@@ -69,7 +69,7 @@ class Process:
                     )
                 self._changed.wait(min(left, 0.2))
 
-    def stop(self, timeout: float = 15.0) -> int:
+    def stop(self, timeout: float = 60.0) -> int:
         """SIGTERM, as systemd or `docker stop` would; the exit status."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
@@ -99,22 +99,6 @@ def query(db: Path, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, .
         return conn.execute(sql, params).fetchall()
     finally:
         conn.close()
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "it") -> Any:
-    """Poll `predicate` until it is truthy (a missing table or file, or a server not
-    listening yet, counts as not yet)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except (sqlite3.Error, OSError, httpx.TransportError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def free_port() -> int:

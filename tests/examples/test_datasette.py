@@ -2,7 +2,9 @@
 
 One module-wide setup, as a user runs it: the emulator simulating runs, `replica sync` in
 one process, `datasette replica.db --metadata examples/datasette/metadata.json` in another.
-Pages are read over HTTP while rows change; a headless browser saves screenshots into docs/.
+Pages are read over HTTP while rows change; a headless browser takes screenshots, which
+replace the ones in docs/ only when `REPLICA_UPDATE_SCREENSHOTS=1` is set (a plain test run
+leaves the tree as it was).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from replica.devserver import DevServer
 from replica.devserver.taskrun import FINAL_STATUSES
 from replica.devserver.testing import TEST_LONG_POLL_TIMEOUT
 from tests.support.env import replica_env
+from tests.support.waiting import PATIENCE, wait_for
 
 from .browser import chromium, screenshot
 from .helpers import (
@@ -35,12 +38,13 @@ from .helpers import (
     python,
     query,
     replica_command,
-    wait_until,
 )
 
 METADATA = EXAMPLES / "datasette" / "metadata.json"
 SIMULATED_RUNS = 36
 LOAD_TAG = "team:datasette-load"
+#: Copy the screenshots into docs/ (else they stay in the test's temporary folder).
+UPDATE_SCREENSHOTS = os.environ.get("REPLICA_UPDATE_SCREENSHOTS", "") not in ("", "0")
 TAGS = ("user:1234", "org:acme", "team:datasette", LOAD_TAG)
 
 
@@ -87,7 +91,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     server = sync = None
     try:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: httpx.get(f"{base}/-/versions.json").status_code == 200, what="up")
+        wait_for(lambda: httpx.get(f"{base}/-/versions.json").status_code == 200, what="up")
         server = DevServer(
             simulate=True,
             seed=3,
@@ -130,7 +134,7 @@ def test_browser_screenshots_of_the_runs_table_and_a_canned_query(
 ) -> None:
     browser = chromium()
     # Taken first, while simulated runs are still coming in (the other tests add their own).
-    wait_until(lambda: runs_in_file(live) >= 12, what="enough runs to show")
+    wait_for(lambda: runs_in_file(live) >= 12, what="enough runs to show")
     columns = ("task_identifier", "status", "tags", "created_at", "duration_ms")
     pages = {
         "screenshot-runs.png": "/replica/runs?" + "&".join(f"_col={c}" for c in columns),
@@ -144,7 +148,8 @@ def test_browser_screenshots_of_the_runs_table_and_a_canned_query(
         assert png_size(shot) == (1280, 900)
         # A blank or error page compresses to a few KB; a page of rows does not.
         assert shot.stat().st_size > 40_000, shot.stat().st_size
-        (ROOT / "docs" / name).write_bytes(shot.read_bytes())
+        if UPDATE_SCREENSHOTS:
+            (ROOT / "docs" / name).write_bytes(shot.read_bytes())
     assert live.errors == []
 
 
@@ -154,7 +159,7 @@ def test_pages_and_canned_queries_follow_the_live_replica(live: Live) -> None:
     # round adds a run of its own (canceled at once, so no simulated life is left running),
     # so rows change during the reads however fast or slow this machine is.
     counts = []
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + PATIENCE
     while len(counts) < 12 or not live.simulation_done():
         assert time.monotonic() < deadline, "the simulation did not finish"
         live.server.cancel_run(live.server.trigger("load", {}, tags=[LOAD_TAG]))
@@ -172,7 +177,7 @@ def test_pages_and_canned_queries_follow_the_live_replica(live: Live) -> None:
     assert len(set(counts)) >= 3, f"too few changes seen while reading: {counts}"
     # Once the changes stop, Datasette shows every run the emulator holds for the tags.
     expected = synced_runs(live.server)
-    wait_until(
+    wait_for(
         lambda: live.get("/replica/runs.json", _size="1")["filtered_table_rows_count"] == expected,
         what=f"Datasette to count {expected} runs",
     )
@@ -180,12 +185,12 @@ def test_pages_and_canned_queries_follow_the_live_replica(live: Live) -> None:
 
 
 def test_canned_queries_and_facets_show_runs_with_known_fates(live: Live) -> None:
-    wait_until(live.simulation_done, timeout=60, what="the simulation to finish")
+    wait_for(live.simulation_done, what="the simulation to finish")
     # Runs the simulator has no part in (it is done): each query shows exactly their fates.
     tag, task = "team:datasette", "datasette-check"
     error = {"type": "BUILT_IN_ERROR", "name": "Error", "message": "checked failure"}
     ours = [live.server.trigger(task, {"n": i}, tags=[tag]) for i in range(4)]
-    wait_until(
+    wait_for(
         lambda: {r["id"] for r in live.rows("/replica/runs_for_tag.json", tag=tag)} == set(ours),
         what="Datasette to show the new runs",
     )
@@ -195,7 +200,7 @@ def test_canned_queries_and_facets_show_runs_with_known_fates(live: Live) -> Non
         live.server.fail_run(run_id, error)
     for run_id in ours[2:]:
         live.server.complete_run(run_id, {"ok": True})
-    wait_until(
+    wait_for(
         lambda: (
             {r["status"] for r in live.rows("/replica/runs_for_tag.json", tag=tag)}
             == {"FAILED", "COMPLETED"}

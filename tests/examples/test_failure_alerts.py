@@ -8,8 +8,9 @@ from pathlib import Path
 
 from replica.devserver import DevServer
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
-from .helpers import EXAMPLES, Process, python, query, replica_command, wait_until
+from .helpers import EXAMPLES, Process, python, query, replica_command
 
 WORKER = EXAMPLES / "failure_alerts" / "alerts.py"
 TAG, OTHER = "user:alerts", "org:alerts-other"
@@ -28,7 +29,7 @@ def test_alerts_exactly_the_failed_runs_of_the_tag_once_each(
     ours = [server.trigger("send-email", {"n": i}, tags=[TAG, "org:x"]) for i in range(5)]
     theirs = server.trigger("send-email", {}, tags=[OTHER])
     sync = processes(replica_command("sync", "--tag", TAG, "--tag", OTHER), env=env, cwd=tmp_path)
-    wait_until(lambda: query(db, "SELECT count(*) FROM runs")[0][0] == 6, what="initial sync")
+    wait_for(lambda: query(db, "SELECT count(*) FROM runs")[0][0] == 6, what="initial sync")
 
     worker = processes(python(WORKER, "--tag", TAG, "--duration", "60"), env=env, cwd=tmp_path)
     worker.wait_for_line(lambda line: line.startswith("watching"))
@@ -49,7 +50,7 @@ def test_alerts_exactly_the_failed_runs_of_the_tag_once_each(
 
     # A failure while the worker is down is alerted when it comes back; nothing twice.
     server.fail_run(ours[4], error)
-    wait_until(
+    wait_for(
         lambda: query(db, "SELECT status FROM runs WHERE id = ?", (ours[4],)) == [("FAILED",)],
         what="the failure to be synced",
     )

@@ -12,8 +12,9 @@ import httpx
 
 from replica.devserver import DevServer
 from tests.support.env import replica_env
+from tests.support.waiting import PATIENCE, wait_for
 
-from .helpers import EXAMPLES, Process, free_port, python, wait_until
+from .helpers import EXAMPLES, Process, free_port, python
 
 APP = EXAMPLES / "live_web" / "app.py"
 
@@ -33,7 +34,7 @@ def test_page_lists_the_tag_and_events_follow_changes(
         cwd=tmp_path,
     )
     app.wait_for_line(lambda line: line.startswith("live page for tag"))
-    listed = wait_until(
+    listed = wait_for(
         lambda: len(runs := httpx.get(f"{base}/runs.json").json()) == 2 and runs,
         what="the sync to bring both runs",
     )
@@ -48,7 +49,7 @@ def test_page_lists_the_tag_and_events_follow_changes(
     assert 'new EventSource("events")' in page.text
 
     seen: list[dict[str, object]] = []
-    with httpx.stream("GET", f"{base}/events", timeout=15) as events:
+    with httpx.stream("GET", f"{base}/events", timeout=PATIENCE) as events:
         assert events.headers["content-type"].startswith("text/event-stream")
         third = ""
         for line in events.iter_lines():
@@ -71,7 +72,7 @@ def test_page_lists_the_tag_and_events_follow_changes(
     assert f'<tr id="{third}" class="QUEUED">' in page
     # SIGTERM with a page still open: its event stream ends, the app shuts down cleanly
     # (uvicorn then re-raises the signal: that is its exit status).
-    with httpx.stream("GET", f"{base}/events", timeout=15) as events:
+    with httpx.stream("GET", f"{base}/events", timeout=PATIENCE) as events:
         lines = events.iter_lines()
         assert next(lines) == ": connected"
         app.proc.send_signal(signal.SIGTERM)

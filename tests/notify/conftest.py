@@ -1,4 +1,5 @@
-"""Fixtures of the notify tests: real SQLite files, real processes, the emulator."""
+"""Fixtures of the notify tests: a writer and a Replica on the `store` fixture's file
+(tests/support/fixtures.py), the emulator."""
 
 from __future__ import annotations
 
@@ -12,17 +13,6 @@ from replica.devserver.testing import devserver, devserver_factory  # noqa: F401
 from replica.store import Store
 
 from .helpers import Writer
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "replica.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store(db_path) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Building blocks of the notify tests: writing runs through the store, reading the log,
-starting `replica` and listener processes, waiting for things."""
+starting `replica` and listener processes."""
 
 from __future__ import annotations
 
@@ -7,13 +7,12 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from replica.store import Store
 from replica.tables import RowChange
+from tests.support.waiting import wait_for as wait_for  # the suite's one wait, at hand here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -69,21 +68,6 @@ def log_entries(db: Path, table: str | None = None) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute(sql + " ORDER BY seq", params)]
     finally:
         conn.close()
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "it") -> Any:
-    """Poll until `predicate()` is truthy; return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except (sqlite3.Error, OSError, ValueError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:

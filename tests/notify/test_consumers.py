@@ -16,14 +16,16 @@ import pytest
 
 from replica import Change, Replica, ReplicaError
 from replica.notify.consumers import RetryPolicy
+from tests.support.waiting import PATIENCE, alisten_until, listen_until, wait_for
 
-from .helpers import Writer, run, update, wait_for
+from .helpers import Writer, run, update
 
 FAST = RetryPolicy(attempts=3, initial=0.05, factor=2.0)
 
 
-def listen_in_thread(db: Replica, timeout: float = 15.0) -> threading.Thread:
-    thread = threading.Thread(target=db.listen, kwargs={"timeout": timeout}, daemon=True)
+def listen_in_thread(db: Replica) -> threading.Thread:
+    """`db.listen()` on a thread of its own, until `db.stop()` (or `PATIENCE`)."""
+    thread = threading.Thread(target=db.listen, kwargs={"timeout": PATIENCE}, daemon=True)
     thread.start()
     return thread
 
@@ -35,14 +37,14 @@ def test_a_consumer_resumes_after_its_last_acknowledged_change(
     writer.commit(run(1), run(2))
     with Replica(db_path, poll_interval=0.05) as first:
         first.on_change("runs", consumer="c", start="beginning")(lambda ch: seen.append(ch.seq))
-        first.listen(timeout=0.5)
+        listen_until(first, lambda: len(seen) == 2, what="the first two changes")
         assert [c.last_seq for c in first.consumers()] == [2]
     writer.commit(update(1, status="EXECUTING"))  # nobody listening
     writer.commit(run(3))
     with Replica(db_path, poll_interval=0.05) as second:
         # "beginning" only places a new consumer; this one continues where it stopped.
         second.on_change("runs", consumer="c", start="beginning")(lambda ch: seen.append(ch.seq))
-        second.listen(timeout=0.5)
+        listen_until(second, lambda: len(seen) == 4, what="the two new changes")
     assert seen == [1, 2, 3, 4]
 
 
@@ -53,7 +55,7 @@ def test_filtered_out_changes_move_the_cursor_too(db_path: Path, writer: Writer)
             lambda ch: seen.append(ch.key)
         )
         writer.commit(run(1), run(2), run(3, status="FAILED"), run(4), run(5))
-        db.listen(timeout=0.5)
+        listen_until(db, lambda: seen, what="the failed run")
         assert seen == ["run_3"]
         assert db.consumers()[0].last_seq == 5
 
@@ -163,16 +165,17 @@ def test_a_new_listener_retries_a_parked_consumer(db_path: Path, writer: Writer)
             raise RuntimeError("bug")
 
         writer.commit(run(1))
-        first.listen(timeout=0.5)
-        assert first.consumers()[0].state == "parked"
+        listen_until(first, lambda: first.consumers()[0].state == "parked", what="parking")
     fixed: list[int] = []
     with Replica(db_path, poll_interval=0.05) as second:
         second.on_change("runs", consumer="c")(lambda ch: fixed.append(ch.seq))
-        second.listen(timeout=0.5)
+        listen_until(second, lambda: fixed, what="the retried change")
         assert fixed == [1] and second.consumers()[0].state == "ok"
 
 
-def test_anonymous_callbacks_are_retried_then_parked_in_memory(db: Replica, writer: Writer) -> None:
+def test_anonymous_callbacks_are_retried_then_parked_in_memory(
+    db: Replica, writer: Writer, caplog: pytest.LogCaptureFixture
+) -> None:
     calls: list[int] = []
     others: list[int] = []
 
@@ -184,7 +187,8 @@ def test_anonymous_callbacks_are_retried_then_parked_in_memory(db: Replica, writ
     db.on_change("runs")(lambda ch: others.append(ch.seq))
     writer.commit(run(1))
     writer.commit(run(2))
-    db.listen(timeout=1.0)
+    parked = "(3 attempts), parked"  # the error it logs
+    listen_until(db, lambda: others == [1, 2] and parked in caplog.text, what="parking")
     assert calls == [1, 1, 1]  # parked on the first change: three attempts, then nothing
     assert others == [1, 2]
 
@@ -208,7 +212,7 @@ def test_transactional_callbacks_commit_with_the_acknowledgement(
     writer.commit(run(1))
     writer.commit(run(2))
     writer.commit(run(3))
-    db.listen(timeout=1.0)
+    listen_until(db, lambda: db.consumers()[0].last_seq == 3, what="the third change")
     rows = db.query("SELECT seq, run_id FROM alerts ORDER BY seq")
     assert rows == [
         {"seq": 1, "run_id": "run_1"},
@@ -234,7 +238,14 @@ async def test_async_transactional_callbacks(db_path: Path, writer: Writer, db: 
         tx.execute("COMMIT")  # not allowed: replica commits, with the acknowledgement
 
     writer.commit(run(1), run(2))
-    await db.alisten(timeout=1.0)
+    await alisten_until(
+        db,
+        lambda: (
+            {(c.name, c.state, c.last_seq) for c in db.consumers()}
+            == {("a", "ok", 2), ("b", "parked", 0)}
+        ),
+        what="one consumer through, the other parked",
+    )
     assert db.query("SELECT seq FROM seen") == [{"seq": 1}, {"seq": 2}]
     status = {c.name: c for c in db.consumers()}
     assert status["a"].last_seq == 2
@@ -258,7 +269,7 @@ def test_one_listener_per_consumer_name(db_path: Path, writer: Writer) -> None:
     first.stop()  # releases the lease: the second takes over where the first stopped
     one.join()
     writer.commit(run(3))
-    wait_for(lambda: second_seen == [3], timeout=15, what="the second listener to take over")
+    wait_for(lambda: second_seen == [3], what="the second listener to take over")
     second.stop()
     two.join()
     first.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import itertools
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -15,8 +14,9 @@ import pytest
 from replica import Replica
 from replica.devserver import DevServer
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
-from .helpers import log_entries, read_jsonl, start_listener, start_replica, stop, wait_for
+from .helpers import log_entries, read_jsonl, start_listener, start_replica, stop
 
 pytestmark = pytest.mark.slow
 
@@ -48,19 +48,10 @@ def count(db: Path, sql: str) -> int:
 
 
 def all_synced(db: Path, ids: list[str]) -> bool:
+    """Every run has finished in the replica: its last upstream change, and the upstream's
+    last change overall is the last run's, so the change log is complete."""
     finished = "SELECT count(*) AS n FROM runs WHERE finished_at IS NOT NULL"
     return count(db, finished) == len(ids)
-
-
-def wait_quiet_log(db: Path) -> list[dict]:
-    """The change log once it has stopped growing."""
-    previous: list[dict] = []
-    while True:
-        current = log_entries(db, "runs")
-        if current and len(current) == len(previous):
-            return current
-        previous = current
-        time.sleep(0.5)
 
 
 def test_every_change_reaches_two_listener_processes_in_order(
@@ -79,7 +70,7 @@ def test_every_change_reaches_two_listener_processes_in_order(
     try:
         ids = make_traffic(devserver, db, 30)
         wait_for(lambda: all_synced(db, ids), what="the sync")
-        log = wait_quiet_log(db)
+        log = log_entries(db, "runs")
         for out in outs:
             wait_for(lambda out=out: len(read_jsonl(out)) >= len(log), what=f"{out.name}")
     finally:
@@ -119,7 +110,7 @@ def test_a_listener_killed_mid_stream_resumes_with_no_gap(
         restarted = start_listener(db, out, consumer="slow")
         ready(restarted)
         wait_for(lambda: all_synced(db, ids), what="the sync")
-        log = wait_quiet_log(db)
+        log = log_entries(db, "runs")
         wait_for(lambda: read_jsonl(out)[-1]["seq"] == log[-1]["seq"], what="catching up")
         assert sync.poll() is None  # the sync never noticed
     finally:

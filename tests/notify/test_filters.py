@@ -12,6 +12,7 @@ from replica.notify.consumers import RetryPolicy
 from replica.notify.filters import FilterError, parse_filter
 from replica.store import Store
 from replica.tables import RUNS, Column, RowChange, TableSpec
+from tests.support.waiting import listen_until
 
 from .helpers import Writer, run, update
 
@@ -71,7 +72,11 @@ def test_filters_are_evaluated_by_sqlite(db: Replica, writer: Writer) -> None:
     writer.commit(run(2, status="FAILED", number=7))
     writer.commit(update(1, metadata='{"progress": 0.7}'))
     writer.commit(update(1, status="FAILED"))
-    db.listen(timeout=0.5)
+    listen_until(
+        db,
+        lambda: [len(progress), len(vip), len(failed_updates), len(numbered)] == [2, 3, 1, 1],
+        what="every filter's changes",
+    )
     assert [(c.key, c.op) for c in progress] == [("run_1", "update"), ("run_1", "update")]
     assert [c.op for c in vip] == ["insert", "update", "update"]
     assert [(c.key, c.op) for c in failed_updates] == [("run_1", "update")]
@@ -83,7 +88,7 @@ def test_a_filter_sees_the_row_as_of_the_change(db: Replica, writer: Writer) -> 
     writer.commit(run(1))
     writer.commit(update(1, status="EXECUTING"))
     writer.commit(update(1, status="COMPLETED"))  # now the row is no longer EXECUTING
-    db.listen(timeout=0.5)
+    listen_until(db, lambda: executing, what="the EXECUTING change")
     assert [(c.seq, c.row["status"]) for c in executing] == [(2, "EXECUTING")]
 
 
@@ -114,7 +119,7 @@ def test_deletes_are_filtered_on_the_previous_row(store: Store, db_path: Path) -
             position=position,
             up_to_date=True,
         )
-        db.listen(timeout=0.5)
+        listen_until(db, lambda: len(big) == 2, what="the insert and delete of item 2")
     assert [(c.op, c.key) for c in big] == [("insert", "2"), ("delete", "2")]
     assert big[1].row is None and big[1].old == {"id": 2, "title": None, "n": 50}
 
@@ -131,7 +136,7 @@ def test_a_filter_sqlite_cannot_evaluate_parks_the_consumer_after_earlier_change
         retry=RetryPolicy(attempts=2, initial=0.01),
     )(lambda ch: seen.append(ch.key))
     writer.commit(run(1, metadata='{"p": 2}'), run(2, metadata="not json"), run(3))
-    db.listen(timeout=0.5)
+    listen_until(db, lambda: db.consumers()[0].state == "parked", what="parking")
     [status] = db.consumers()
     assert seen == ["run_1"]
     assert status.state == "parked" and status.failed_seq == 2 and status.last_seq == 1
@@ -155,7 +160,7 @@ def test_a_table_not_replicated_yet_is_checked_when_it_appears(store: Store, db_
             position={"handle": "h", "offset": "1_0"},
             up_to_date=True,
         )
-        db.listen(timeout=0.5)
+        listen_until(db, lambda: db.consumers()[0].state == "parked", what="parking")
         [status] = db.consumers()
     assert seen == [] and status.state == "parked"
     assert "items has no column 'colour'" in (status.last_error or "")

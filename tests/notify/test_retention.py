@@ -12,6 +12,7 @@ import pytest
 from replica import Change, Replica, ReplicaError
 from replica.notify.retention import Retention, parse_duration
 from replica.store import Store
+from tests.support.waiting import listen_until, wait_for_async
 
 from .helpers import Writer, log_entries, run, update
 
@@ -46,8 +47,12 @@ def test_pruned_below_every_consumers_cursor(
     with Replica(db_path) as elsewhere:  # a consumer whose listener is not running now
         elsewhere.on_change("runs", consumer="slow", start=1)(lambda ch: None)
     writer.commit(run(1), run(2), run(3))
-    db.listen(timeout=0.3)
-    assert {c.name: c.last_seq for c in db.consumers()} == {"fast": 3, "slow": 1}
+
+    def cursors() -> dict[str, int]:
+        return {c.name: c.last_seq for c in db.consumers()}
+
+    listen_until(db, lambda: cursors()["fast"] == 3, what="the fast consumer")
+    assert cursors() == {"fast": 3, "slow": 1}
     result = Retention().prune(store.conn, now=LATER)
     assert result.pruned_through == 1 and seqs(db_path) == [2, 3]
 
@@ -69,7 +74,7 @@ def test_a_consumer_that_fell_behind_gets_a_reset_then_the_rest(
     writer.commit(run(1), run(2))
     Retention().prune(store.conn, now=MUCH_LATER)
     writer.commit(update(1, status="EXECUTING"))
-    db.listen(timeout=0.5)
+    listen_until(db, lambda: len(seen) == 2, what="the reset and the update")
     assert [(c.op, c.seq) for c in seen] == [("reset", 2), ("update", 3)]
     reset = seen[0]
     assert reset.table is None and reset.key is None and reset.row is None
@@ -85,7 +90,7 @@ def test_resets_reach_filtered_and_anonymous_callbacks_too(
     )
     writer.commit(run(1))
     Retention().prune(store.conn, now=LATER)
-    db.listen(timeout=0.3)
+    listen_until(db, lambda: seen, what="the reset")
     assert seen == ["reset"]
 
 
@@ -138,19 +143,16 @@ async def test_the_engine_prunes_as_it_syncs(devserver, store: Store, db_path: P
         engine = Engine(store, client, retention=retention)
         task = asyncio.create_task(engine.run(sources))
 
-        async def pruned_through(at_least: int) -> int:
-            for _ in range(200):
-                rows = store.conn.execute("SELECT pruned_through FROM _replica_log_state")
-                value = rows.fetchall()[0][0]
-                if value >= at_least:
-                    break
-                await asyncio.sleep(0.05)
-            return value
+        def pruned_through() -> int:
+            rows = store.conn.execute("SELECT pruned_through FROM _replica_log_state")
+            return rows.fetchall()[0][0]
 
-        assert await pruned_through(1) == 1  # the snapshot's insert, pruned after commit
+        await wait_for_async(lambda: pruned_through() >= 1, what="the insert to be pruned")
+        assert pruned_through() == 1  # the snapshot's insert, pruned after commit
         devserver.start_run(run_id)
         devserver.complete_run(run_id, {"ok": True})
-        through = await pruned_through(3)
+        await wait_for_async(lambda: pruned_through() >= 3, what="the changes to be pruned")
+        through = pruned_through()
         engine.stop()
         await task
     assert through >= 3  # the insert, the start and the completion: nobody needs them

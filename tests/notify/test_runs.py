@@ -20,6 +20,7 @@ from replica.engine import Engine
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from tests.support.task_models import EmailRun, ReportRun
+from tests.support.waiting import PATIENCE
 
 from .helpers import Writer, run, update
 
@@ -61,7 +62,7 @@ async def test_subscribe_to_run_ends_after_yielding_the_finished_run(
     run_id = devserver.trigger("send-email", {"to": "a@b.c"}, tags=["user:1"])
     async with syncing(devserver, store, db, runs=[run_id]):
         stream = db.subscribe_to_run(run_id, model=Run[Email, Sent])
-        first = await asyncio.wait_for(stream.__anext__(), 10)
+        first = await asyncio.wait_for(stream.__anext__(), PATIENCE)
         assert first.status == "QUEUED" and first.is_queued and not first.is_finished
         assert first.payload == Email(to="a@b.c") and first.tags == ["user:1"]
         devserver.start_run(run_id)
@@ -81,11 +82,11 @@ async def test_subscribe_to_run_can_keep_following_a_finished_run(
     devserver.cancel_run(run_id)
     async with syncing(devserver, store, db, runs=[run_id]):
         stream = db.subscribe_to_run(run_id, stop_on_completion=False)
-        first = await asyncio.wait_for(stream.__anext__(), 10)
+        first = await asyncio.wait_for(stream.__anext__(), PATIENCE)
         assert first.is_cancelled and first.is_finished and not first.is_completed
         # e.g. a child task updating its parent's metadata after the parent finished
         devserver.update_run(run_id, metadata='{"late": true}', metadataType="application/json")
-        later = await asyncio.wait_for(stream.__anext__(), 10)
+        later = await asyncio.wait_for(stream.__anext__(), PATIENCE)
         assert later.metadata == {"late": True}
         await stream.aclose()
 
@@ -97,14 +98,14 @@ async def test_subscribe_to_runs_with_tag(devserver: DevServer, store: Store, db
     devserver.trigger("t", {}, tags=["user:2"])
     async with syncing(devserver, store, db, tags=["user:1", "user:2"]):
         stream = db.subscribe_to_runs_with_tag("user:1")
-        initial = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(2)]
+        initial = [await asyncio.wait_for(stream.__anext__(), PATIENCE) for _ in range(2)]
         assert {r.id for r in initial} == {a, b}
         devserver.start_run(b)
-        changed = await asyncio.wait_for(stream.__anext__(), 10)
+        changed = await asyncio.wait_for(stream.__anext__(), PATIENCE)
         assert (changed.id, changed.status) == (b, "EXECUTING")
         await stream.aclose()
         both = db.subscribe_to_runs_with_tag(["user:1", "org:x"])  # all of several tags
-        assert [r.id for r in [await asyncio.wait_for(both.__anext__(), 10)]] == [a]
+        assert [r.id for r in [await asyncio.wait_for(both.__anext__(), PATIENCE)]] == [a]
         await both.aclose()
 
 
@@ -116,11 +117,11 @@ async def test_subscribe_to_batch(devserver: DevServer, store: Store, db: Replic
     outsider = devserver.trigger("t", {}, tags=["user:1"])
     async with syncing(devserver, store, db, batches=[batch_id], tags=["user:1"]):
         stream = db.subscribe_to_batch(batch_id)
-        initial = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(3)]
+        initial = [await asyncio.wait_for(stream.__anext__(), PATIENCE) for _ in range(3)]
         assert sorted(r.id for r in initial) == sorted(run_ids)
         devserver.start_run(outsider)  # not in the batch: not yielded
         devserver.fail_run(run_ids[1], {"message": "boom"})
-        failed = await asyncio.wait_for(stream.__anext__(), 10)
+        failed = await asyncio.wait_for(stream.__anext__(), PATIENCE)
         assert failed.id == run_ids[1] and failed.is_failed and failed.error is not None
         assert failed.error.message == "boom"
         await stream.aclose()
@@ -153,11 +154,11 @@ async def test_streams_read_each_run_with_the_model_of_its_task(
         run(3, task_identifier="generate-report", payload='{"reportId": "rep_1"}'),
     )
     stream = db.subscribe_to_runs_with_tag("a", model=EmailRun | ReportRun, other="skip")
-    initial = [await asyncio.wait_for(stream.__anext__(), 10) for _ in range(2)]
+    initial = [await asyncio.wait_for(stream.__anext__(), PATIENCE) for _ in range(2)]
     assert {(r.id, type(r)) for r in initial} == {("run_1", EmailRun), ("run_3", ReportRun)}
     writer.commit(update(2, status="EXECUTING"))  # a task without a model: not yielded
     writer.commit(update(1, status="EXECUTING"))
-    changed = await asyncio.wait_for(stream.__anext__(), 10)
+    changed = await asyncio.wait_for(stream.__anext__(), PATIENCE)
     assert (changed.id, type(changed), changed.status) == ("run_1", EmailRun, "EXECUTING")
     await stream.aclose()
 
@@ -174,10 +175,10 @@ async def test_a_skipped_run_still_ends_its_stream_and_a_refused_one_raises(
     writer.commit(run(2, task_identifier="render-video"))
     writer.commit(update(2, status="COMPLETED", finished_at="2026-01-01T00:01:00.000Z"))
     skipped = db.subscribe_to_run("run_2", model=EmailRun, other="skip")
-    assert await asyncio.wait_for(_all(skipped), 10) == []
+    assert await asyncio.wait_for(_all(skipped), PATIENCE) == []
     refused = db.subscribe_to_run("run_2", model=EmailRun, other="error")
     with pytest.raises(replica.ReplicaError, match="run run_2 is of task 'render-video'"):
-        await asyncio.wait_for(refused.__anext__(), 10)
+        await asyncio.wait_for(refused.__anext__(), PATIENCE)
 
 
 async def _all(stream: AsyncIterator[Run[Any, Any]]) -> list[Run[Any, Any]]:

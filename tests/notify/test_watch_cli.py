@@ -21,8 +21,9 @@ from click.testing import CliRunner
 from replica.cli import cli
 from replica.notify.retention import Retention
 from replica.store import Store
+from tests.support.waiting import PATIENCE, wait_for
 
-from .helpers import ROOT, Writer, run, update, wait_for
+from .helpers import ROOT, Writer, run, update
 
 
 class Watch:
@@ -45,10 +46,12 @@ class Watch:
         for line in self.proc.stdout:
             self.lines.put(line)
 
-    def take(self, count: int, timeout: float = 15.0) -> list[dict[str, Any]]:
-        return [json.loads(self.lines.get(timeout=timeout)) for _ in range(count)]
+    def take(self, count: int) -> list[dict[str, Any]]:
+        return [json.loads(self.lines.get(timeout=PATIENCE)) for _ in range(count)]
 
     def nothing_more(self, wait: float = 0.5) -> bool:
+        """No further line comes within `wait` s (nothing happening has no state to wait
+        for; a slow machine can only make this check weaker)."""
         try:
             extra = self.lines.get(timeout=wait)
         except queue.Empty:

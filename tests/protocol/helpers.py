@@ -17,6 +17,7 @@ from replica.protocol import (
     StreamEvent,
     StreamOptions,
 )
+from tests.support.waiting import PATIENCE
 
 #: Quick retries so tests of failure paths take milliseconds.
 FAST = StreamOptions(
@@ -55,7 +56,7 @@ async def take(
     options: StreamOptions = FAST,
     pages: bool = False,
     recorder: Recorder | None = None,
-    timeout: float = 10.0,
+    timeout: float = PATIENCE,
     **stream_kwargs: Any,
 ) -> list[Batch]:
     """The first `count` batches (or pages) of a stream, then stop."""

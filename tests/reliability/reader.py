@@ -1,10 +1,11 @@
 """A reader process for the concurrency test: queries a replica in a loop while it is being
 written, and reports what happened as one JSON line on stdout.
 
-    python tests/reliability/reader.py DB SECONDS WAY
+    python tests/reliability/reader.py DB STOP WAY
 
-WAY is how it reads: `sqlite3` (a plain connection, as any program would open the file),
-`readonly` (a `mode=ro` URI connection) or `replica` (`replica.Replica(...).query`).
+It prints `ready` once connected and reads until the file STOP exists. WAY is how it reads:
+`sqlite3` (a plain connection, as any program would open the file), `readonly` (a `mode=ro`
+URI connection) or `replica` (`replica.Replica(...).query`).
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import json
 import random
 import sqlite3
 import sys
-import time
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from replica import Replica
@@ -32,7 +33,7 @@ QUERIES = [
 
 
 def main() -> None:
-    db_path, seconds, way = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+    db_path, stop, way = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     rng = random.Random(hash(way))
     done = Counter[str]()
     errors = Counter[str]()
@@ -52,8 +53,7 @@ def main() -> None:
             return conn.execute(sql).fetchall()
 
     print("ready", flush=True)
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while not stop.exists():
         sql = rng.choice(QUERIES)
         try:
             run(sql)

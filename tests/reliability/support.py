@@ -14,13 +14,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from replica.devserver import DevServer
 from replica.sources.taskrun import iso_timestamp, public_status
+from tests.support.waiting import wait_for as wait_for  # the suite's one wait, at hand here
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -74,22 +75,6 @@ def sigkill(proc: subprocess.Popen[Any]) -> None:
     if proc.poll() is None:
         proc.kill()
     proc.wait(15)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll `predicate` until it is truthy (SQLite errors of a file being created count as
-    not yet); return its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            value = predicate()
-        except (sqlite3.Error, OSError, ValueError):
-            value = None
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def read_only(db: Path) -> sqlite3.Connection:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from replica.engine import ONCE_BACKOFF
 from replica.store import Store
 
 from .support import record, replica_command
@@ -291,7 +292,8 @@ def test_an_unreachable_upstream_ends_sync_once_with_a_clear_error(
     elapsed = time.monotonic() - started
     line = one_error(result, 1)
     assert url in line and "gave up after" in line, line
-    assert elapsed < 60
+    # Bounded retries, whatever the machine's speed: the --once budget, then the error.
+    assert f"gave up after {ONCE_BACKOFF.max_retries} retries" in line, line
     db = tmp_path / "replica.db"
     status = run("status", "--json", "--db", str(db), cwd=tmp_path)
     assert '"state": "failed"' in status.stdout, status.stdout

@@ -2,8 +2,10 @@
 fast as the upstream feeds it: not one "database is locked" (nor any other error), and a
 second writer is refused with a clear error while the first one runs.
 
-The upstream first serves a large snapshot (big write transactions), then a thread
-triggers runs in bulk and updates others one by one, as fast as it can, until the end.
+The readers start before the sync. The upstream first serves a large snapshot (staged in
+big write transactions, published in one), then a thread triggers runs in bulk and updates
+others one by one, as fast as it can, until the sync has logged `LIVE_CHANGES` changes
+after the snapshot. Every step waits for a state, so a slow machine only takes longer.
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 import httpx
 import pytest
 
+from replica import Replica
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
 from .support import (
     ROOT,
@@ -31,10 +35,11 @@ from .support import (
     scaled,
     sigkill,
     spawn,
-    wait_for,
 )
 
-SECONDS = scaled(15, 120)
+SNAPSHOT_ROWS = scaled(20000, 60000)
+#: Change-log entries the sync must write after the snapshot while everyone reads.
+LIVE_CHANGES = scaled(3000, 100_000)
 READERS = [
     "sqlite3",
     "sqlite3",
@@ -109,8 +114,34 @@ def hammer_datasette(url: str, stop: threading.Event, results: Counter[str]) -> 
                 results["ok"] += 1
 
 
+def started(reader: subprocess.Popen[str]) -> None:
+    assert reader.stdout is not None
+    line = reader.stdout.readline()
+    assert line.strip() == "ready", (line, reader.stderr.read() if reader.stderr else "")
+
+
+def counts(db: Path) -> tuple[int, int]:
+    """(rows in `runs`, the change log's last seq)."""
+    return query(
+        db,
+        "SELECT (SELECT count(*) FROM runs), (SELECT coalesce(max(seq), 0) FROM _replica_changes)",
+    )[0]
+
+
+def syncing(sync: subprocess.Popen[Any], log: Path) -> bool:
+    """True while `replica sync` runs; a sync that died fails the test at once."""
+    assert sync.poll() is None, log.read_text()[-3000:]
+    return True
+
+
+def all_answered(datasette: Counter[str]) -> bool:
+    """True while Datasette answered every request; a failed one fails the test at once."""
+    assert set(datasette) <= {"ok"}, datasette
+    return True
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(SECONDS + 240)
+@pytest.mark.timeout(scaled(900, 1800))
 def test_readers_and_datasette_never_see_a_locked_database(
     tmp_path: Path, devserver_factory: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -118,36 +149,38 @@ def test_readers_and_datasette_never_see_a_locked_database(
     ids = server.trigger_many(
         (
             {"task": "seed", "payload": {"n": n, "pad": "x" * 300}, "options": {"tags": ["load"]}}
-            for n in range(scaled(20000, 60000))
+            for n in range(SNAPSHOT_ROWS)
         ),
         per_transaction=5000,
     )
     db = tmp_path / "replica.db"
+    Replica(db).close()  # its tables, as before a first sync: the readers start first
     env = replica_env(server, db)
-    sync = spawn(
-        replica_command("sync", "--tag", "load"), cwd=tmp_path, env=env, log=tmp_path / "sync.log"
-    )
-    procs: list[subprocess.Popen[Any]] = [sync]
+    stop_readers = tmp_path / "stop"
+    procs: list[subprocess.Popen[Any]] = []
     feed = Feed(server, ids)
     stop = threading.Event()
     datasette_results: Counter[str] = Counter()
     try:
-        wait_for(lambda: query(db, "SELECT count(*) FROM _replica_shapes")[0][0], 60, "the sync")
+        # Every reader and Datasette are reading before the sync starts, so they read
+        # through all of it, however fast or slow this machine is: the snapshot staged
+        # page by page, published in one large transaction, then the live changes.
         port = free_port()
-        datasette = spawn(
-            [sys.executable, "-m", "datasette", "serve", str(db), "-p", str(port)],
-            cwd=tmp_path,
-            env=env,
-            log=tmp_path / "datasette.log",
+        procs.append(
+            spawn(
+                [sys.executable, "-m", "datasette", "serve", str(db), "-p", str(port)],
+                cwd=tmp_path,
+                env=env,
+                log=tmp_path / "datasette.log",
+            )
         )
-        procs.append(datasette)
         readers = [
             subprocess.Popen(
                 [
                     sys.executable,
                     str(ROOT / "tests/reliability/reader.py"),
                     str(db),
-                    str(SECONDS),
+                    str(stop_readers),
                     way,
                 ],
                 cwd=tmp_path,
@@ -159,17 +192,31 @@ def test_readers_and_datasette_never_see_a_locked_database(
             for way in READERS
         ]
         procs += readers
+        for reader in readers:
+            started(reader)
         url = f"http://127.0.0.1:{port}"
-        wait_for(lambda: answers(url + "/-/versions.json"), 60, "datasette")
+        wait_for(lambda: answers(url + "/-/versions.json"), what="datasette")
         hammer = threading.Thread(target=hammer_datasette, args=(url, stop, datasette_results))
         hammer.start()
+        sync_log = tmp_path / "sync.log"
+        sync = spawn(replica_command("sync", "--tag", "load"), cwd=tmp_path, env=env, log=sync_log)
+        procs.append(sync)
+        wait_for(
+            lambda: (
+                syncing(sync, sync_log)
+                and all_answered(datasette_results)
+                and query(db, "SELECT phase FROM _replica_shapes") == [("live",)]
+            ),
+            timeout=scaled(600, 1200),
+            what="the snapshot to be published",
+        )
+        # The window: from the published snapshot, live writes as fast as the upstream
+        # makes them, until enough of them are in (a state, not a duration).
+        started_at = time.monotonic()
+        rows_before, log_before = counts(db)
         feed.thread.start()
-        started = time.monotonic()
-        rows_before = query(db, "SELECT count(*) FROM runs")[0][0]
-        log_before = query(db, "SELECT coalesce(max(seq), 0) FROM _replica_changes")[0][0]
 
         # A second writer, while the first one writes: refused, one clear line, exit 1.
-        time.sleep(SECONDS / 3)
         refusals = {}
         for args in (("sync", "--tag", "load", "--once"), ("reset", "--all")):
             second = subprocess.run(
@@ -180,20 +227,30 @@ def test_readers_and_datasette_never_see_a_locked_database(
             assert "Traceback" not in second.stderr
             refusals[args[0]] = second.stderr.strip().splitlines()[-1]
 
+        wait_for(
+            lambda: (
+                syncing(sync, sync_log)
+                and all_answered(datasette_results)
+                and counts(db)[1] - log_before >= LIVE_CHANGES
+            ),
+            timeout=scaled(600, 1800),
+            what=f"{LIVE_CHANGES} live changes",
+        )
+        stop_readers.touch()
         reports = []
         for reader in readers:
-            out, err = reader.communicate(timeout=SECONDS + 60)
+            out, err = reader.communicate(timeout=120)
             assert reader.returncode == 0, err
             reports.append(json.loads(out.strip().splitlines()[-1]))
         stop.set()
         feed.stop.set()
-        hammer.join(30)
-        feed.thread.join(30)
-        elapsed = time.monotonic() - started
-        assert sync.poll() is None, (tmp_path / "sync.log").read_text()[-3000:]
-        rows_after = query(db, "SELECT count(*) FROM runs")[0][0]
-        log_after = query(db, "SELECT coalesce(max(seq), 0) FROM _replica_changes")[0][0]
+        hammer.join(60)
+        feed.thread.join(60)
+        elapsed = time.monotonic() - started_at
+        syncing(sync, sync_log)
+        rows_after, log_after = counts(db)
     finally:
+        stop_readers.touch()
         stop.set()
         feed.stop.set()
         for proc in procs:

@@ -32,6 +32,7 @@ import pytest
 
 from replica.devserver import DevServer
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
 from .support import (
     ROOT,
@@ -53,7 +54,6 @@ from .support import (
     spawn,
     upstream_items,
     upstream_runs,
-    wait_for,
 )
 
 KILLS = int(os.environ.get("REPLICA_RELIABILITY_KILLS", scaled(50, 200)))

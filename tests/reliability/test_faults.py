@@ -30,6 +30,7 @@ import pytest
 from replica.devserver import DevServer
 from replica.devserver.faults import FaultRule
 from tests.support.env import replica_env
+from tests.support.waiting import wait_for
 
 from .support import (
     Churn,
@@ -47,7 +48,6 @@ from .support import (
     stories,
     upstream_items,
     upstream_runs,
-    wait_for,
 )
 
 DURATION = float(os.environ.get("REPLICA_FAULT_SECONDS", scaled(40, 600)))

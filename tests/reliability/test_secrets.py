@@ -34,8 +34,9 @@ from replica.devserver import DevServer
 from replica.devserver.auth import public_token
 from tests.support.scripted_server import Handler, Reply, Request, ScriptedServer, change
 from tests.support.scripted_server import shape_reply as electric_reply
+from tests.support.waiting import wait_for
 
-from .support import query, read_only, record, replica_command, wait_for
+from .support import query, read_only, record, replica_command
 from .test_bad_input import clean_env, closed_port, one_error
 
 TAG = "secrets"
@@ -324,8 +325,7 @@ def test_the_token_never_reaches_the_database(
     procs.append(proc)
     wait_for(
         lambda: sorted(shape_states(db).values()) == ["failed", "failed", "live", "live"],
-        30,
-        "both shapes to be live",
+        what="both shapes to be live",
     )
     emulator.update("items", {"id": 1}, {"title": "renamed"})
     emulator.trigger("import-row", {"n": 2}, tags=[TAG])
@@ -334,8 +334,7 @@ def test_the_token_never_reaches_the_database(
             query(db, "SELECT count(*) FROM runs") == [(3,)]
             and query(db, "SELECT title FROM items WHERE id = 1") == [("renamed",)]
         ),
-        30,
-        "the live changes",
+        what="the live changes",
     )
     assert Path(f"{db}-wal").stat().st_size > 0
     assert_database_clean(db, everything)
@@ -377,7 +376,7 @@ def test_the_token_is_not_in_the_process_arguments(
         args += ["--token-file", str(token_file)]
     proc = start(*args, cwd=tmp_path, env=env)
     procs.append(proc)
-    wait_for(lambda: list(shape_states(db).values()) == ["live"], 30, "the shape to be live")
+    wait_for(lambda: list(shape_states(db).values()) == ["live"], what="the shape to be live")
     lines = command_lines(proc.pid)
     assert b"\x00sync\x00" in lines[0], lines  # it is the right process
     for line in lines:
@@ -471,7 +470,7 @@ def test_the_database_and_its_side_files_are_private_whatever_the_umask(
     db = tmp_path / "live.db"
     proc = start("sync", "--tag", TAG, "--db", str(db), cwd=tmp_path, env=env, umask=0o000)
     procs.append(proc)
-    wait_for(lambda: list(shape_states(db).values()) == ["live"], 30, "the shape to be live")
+    wait_for(lambda: list(shape_states(db).values()) == ["live"], what="the shape to be live")
     process_status = Path(f"/proc/{proc.pid}/status")
     if process_status.exists():  # Linux: the child's umask really is 0000
         assert "\nUmask:\t0000\n" in process_status.read_text()
@@ -530,9 +529,8 @@ def test_tls_is_verified_unless_insecure(tmp_path: Path, certificate: tuple[Path
         line = one_error(refused, 1)
         assert "TLS certificate of 127.0.0.1 could not be verified" in line, line
         assert re.search("self[- ]signed certificate", line) and "--insecure" in line, line
-        # A certificate error is final: no retry (the retry budget of --once is ~6 s).
+        # A certificate error is final: no retry (each one is logged), so no "gave up".
         assert "retrying" not in refused.stderr and "gave up" not in line, refused.stderr
-        assert elapsed < 5, elapsed
         assert not server.requests  # no request went out over the unverified connection
         _, shapes = status(tmp_path / "verified.db", tmp_path)
         assert shapes[0]["state"] == "failed" and "certificate" in shapes[0]["last_error"]

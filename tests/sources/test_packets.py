@@ -17,6 +17,7 @@ from replica.sources import NO_PACKET, PacketFetcher, decode_packet, to_json_tex
 from replica.sources.packets import PacketCache, format_utc
 from tests.sources.helpers import B_PATH, B_PAYLOAD, PacketsServer, b_objects
 from tests.support.scripted_server import Reply, Request, ScriptedServer
+from tests.support.waiting import PATIENCE
 
 # -- decode_packet -----------------------------------------------------------------------------
 
@@ -354,6 +355,7 @@ async def test_relative_presigned_urls_and_default_content_type() -> None:
 @pytest.mark.anyio
 async def test_concurrency_is_bounded() -> None:
     inflight = peak = 0
+    full = asyncio.Event()  # the first downloads are held until three are in flight
 
     async def handler(request: Request) -> Reply:
         nonlocal inflight, peak
@@ -361,7 +363,9 @@ async def test_concurrency_is_bounded() -> None:
             return Reply(body={"presignedUrl": f"/obj{request.path}"})
         inflight += 1
         peak = max(peak, inflight)
-        await asyncio.sleep(0.02)
+        if inflight == 3:
+            full.set()
+        await asyncio.wait_for(full.wait(), PATIENCE)
         inflight -= 1
         return Reply(body="1")
 

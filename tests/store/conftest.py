@@ -1,24 +1,11 @@
-"""Fixtures: a writer Store on a fresh file, closed after each test."""
+"""Fixtures of the store tests: a tag shape registered in the `store` fixture's file
+(tests/support/fixtures.py)."""
 
 from __future__ import annotations
-
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from replica.store import Store
-
-
-@pytest.fixture
-def db_path(tmp_path: Path) -> Path:
-    return tmp_path / "replica.db"
-
-
-@pytest.fixture
-def store(db_path: Path) -> Iterator[Store]:
-    with Store(db_path) as opened:
-        yield opened
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The command line as a user meets it, run in subprocesses."""
+"""The command line as a user meets it, run in subprocesses: version, help, usage errors."""
 
 from __future__ import annotations
 
