@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from replica.devserver import DevServer
+
 #: The columns compared between replicas: everything a reader of `runs` sees change.
 COMPARED = (
     "id, task_identifier, status, payload, output, metadata, error, tags, "
@@ -30,6 +32,25 @@ def replica_env(api_url: str, token: str) -> dict[str, str]:
     for name in ("TRIGGER_SECRET_KEY", "TRIGGER_PREVIEW_BRANCH", "ELECTRIC_SECRET", "REPLICA_DB"):
         env.pop(name, None)
     return env
+
+
+def sync_once(api_url: str, token: str, tag: str, db: Path) -> subprocess.CompletedProcess[str]:
+    """`replica sync --tag TAG --once` into `db`: exits when the feed is up to date (0) or
+    has failed (1)."""
+    return subprocess.run(
+        [sys.executable, "-m", "replica", "sync", "--tag", tag, "--db", str(db), "--once"],
+        env=replica_env(api_url, token),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def sync_directly(server: DevServer, tag: str, db: Path) -> Rows:
+    """A replica made without the proxy: the reference the fleet is compared with."""
+    result = sync_once(server.url, server.secret_key, tag, db)
+    assert result.returncode == 0, result.stderr
+    return runs_of(db)
 
 
 def runs_of(db: Path) -> Rows:

@@ -15,8 +15,6 @@ benchmark, not asserted.
 from __future__ import annotations
 
 import asyncio
-import subprocess
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +22,7 @@ from pathlib import Path
 from replica.devserver import DevServer
 from replica.devserver.simulate import DEMO_TAG, Simulator
 
-from .fleet import Fleet, Member, replica_env, runs_of
+from .fleet import Fleet, Member, sync_directly
 from .nginx import TOKEN_AT_PROXY, Nginx
 
 FLEET = 50
@@ -42,19 +40,6 @@ def simulate(server: DevServer, *, runs: int, speed: float) -> threading.Thread:
     thread = threading.Thread(target=asyncio.run, args=(simulator.run(),), daemon=True)
     thread.start()
     return thread
-
-
-def sync_directly(server: DevServer, db: Path, tag: str) -> frozenset[tuple[object, ...]]:
-    """A replica made without the proxy (`replica sync --once`): the reference."""
-    result = subprocess.run(
-        [sys.executable, "-m", "replica", "sync", "--tag", tag, "--db", str(db), "--once"],
-        env=replica_env(server.url, server.secret_key),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    return runs_of(db)
 
 
 def status_of(member: Member, run_id: str) -> str | None:
@@ -94,7 +79,7 @@ def test_fifty_replicas_through_nginx_converge_within_the_live_poll_limit(
     # The last write: a replica holding it holds every change before it (one shape log).
     marker = server.trigger("marker", {}, tags=[DEMO_TAG])
     fleet.wait_until(lambda m: status_of(m, marker) is not None, "the last write", PATIENCE)
-    direct = sync_directly(server, tmp_path / "direct.db", DEMO_TAG)
+    direct = sync_directly(server, DEMO_TAG, tmp_path / "direct.db")
     assert len(direct) > len(seeded)
     assert [m.db.name for m in fleet.members if m.rows() != direct] == []
 
