@@ -29,6 +29,7 @@ Figures are for this machine; docs/fleet.md explains them and the cost model bui
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import random
@@ -41,6 +42,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import httpx
 
 from benchmarks.initial_sync import compile_replica
 from benchmarks.workload import TAG, Upstream
@@ -71,6 +74,9 @@ class FleetResult:
     replica_rss_mb: float
     nginx_rss_mb: float | None = None
     cache_mb: float | None = None
+    #: proxy: nginx's resident size while `held` more clients wait on one live URL.
+    held: int = 0
+    nginx_held_rss_mb: float | None = None
     changes: int = 0
     #: Live requests upstream while the changes were made one at a time.
     paced_live: int = 0
@@ -172,6 +178,7 @@ def measure(
     rate: float,
     limit: int,
     observe: float,
+    connections: int,
     nginx: str,
 ) -> FleetResult:
     unlimited = way == "direct"
@@ -221,11 +228,47 @@ def measure(
             if proxy is not None:
                 result.nginx_rss_mb = nginx_memory(proxy)
                 result.cache_mb = disk_mb(proxy.workdir / "cache")
+                result.held = connections
+                result.nginx_held_rss_mb = asyncio.run(
+                    _hold(server, proxy, fleet.members[0], run_ids[0], connections)
+                )
             return result
         finally:
             fleet.stop()
             if proxy is not None:
                 proxy.stop()
+
+
+async def _hold(server: DevServer, proxy: Nginx, member: Member, run_id: str, count: int) -> float:
+    """nginx's resident size (MB) while `count` plain HTTP clients wait on the live poll of
+    one position (a cursor no replica sent: one request goes upstream, the rest wait)."""
+    conn = sqlite3.connect(f"file:{member.db}?mode=ro", uri=True)
+    try:
+        (stored,) = conn.execute("SELECT position FROM _replica_shapes").fetchone()
+    finally:
+        conn.close()
+    position = json.loads(stored)
+    params = {
+        "cursor": "held",
+        "handle": position["handle"],
+        "live": "true",
+        "log": "full",
+        "offset": position["offset"],
+        "tags": TAG,
+    }
+    headers = {"authorization": "Bearer held-by-the-proxy", "x-trigger-electric-version": "1"}
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=0)
+    async with httpx.AsyncClient(timeout=120, limits=limits, headers=headers) as client:
+        url = f"{proxy.url}{ROUTE}"
+        tasks = [asyncio.create_task(client.get(url, params=params)) for _ in range(count)]
+        # Let every connection be made and wait on the cache lock.
+        await asyncio.sleep(5)
+        held_mb = nginx_memory(proxy)
+        change(server, run_id, -1)  # answers them all
+        replies = await asyncio.gather(*tasks)
+    if any(r.status_code != 200 for r in replies):
+        raise RuntimeError("a held client was not answered 200")
+    return held_mb
 
 
 def _changes(
@@ -285,6 +328,12 @@ def _proxy_memory(result: FleetResult) -> str:
     return f"{result.nginx_rss_mb:.0f} / {result.cache_mb:.1f}"
 
 
+def _held_memory(result: FleetResult) -> str:
+    if result.nginx_held_rss_mb is None:
+        return "-"
+    return f"{result.nginx_held_rss_mb:.0f} with {result.held} more"
+
+
 def report(results: list[FleetResult], limit: int) -> str:
     """The figures as a Markdown table, one column per way."""
     rows: list[tuple[str, Callable[[FleetResult], str]]] = [
@@ -311,6 +360,7 @@ def report(results: list[FleetResult], limit: int) -> str:
         ("429s", lambda r: str(r.refused)),
         ("replica memory, median MB", lambda r: f"{r.replica_rss_mb:.0f}"),
         ("nginx memory MB / cache MB", _proxy_memory),
+        ("nginx memory MB with more clients waiting", _held_memory),
     ]
     lines = [
         "| | " + " | ".join(r.way for r in results) + " |",
@@ -331,9 +381,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--observe", type=float, default=30.0, help="direct-limited: seconds to wait for a change"
     )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1000,
+        help="proxy: plain clients held on one live poll while nginx's memory is read",
+    )
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     compile_replica()
     nginx = install_nginx()
     results = []
@@ -350,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
                     rate=args.rate,
                     limit=args.limit,
                     observe=args.observe,
+                    connections=args.connections,
                     nginx=nginx,
                 )
             )
