@@ -32,6 +32,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import random
 import sqlite3
 import statistics
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 ROUTE = "/realtime/v1/runs"
 WAYS = ("proxy", "direct", "direct-limited")
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: Bounds a run gone wrong (50 processes on 2 cores), never a figure.
 PATIENCE = 600.0
 
@@ -74,6 +76,8 @@ class FleetResult:
     replica_rss_mb: float
     nginx_rss_mb: float | None = None
     cache_mb: float | None = None
+    #: proxy: nginx's CPU time per request it answered (from its cache, mostly), µs.
+    nginx_cpu_us: float | None = None
     #: proxy: nginx's resident size while `held` more clients wait on one live URL.
     held: int = 0
     nginx_held_rss_mb: float | None = None
@@ -138,13 +142,29 @@ def rss_mb(pid: int) -> float:
     return 0.0
 
 
-def nginx_memory(proxy: Nginx) -> float:
-    """Resident size of nginx's processes (master and worker), MB."""
+def nginx_pids(proxy: Nginx) -> list[int]:
+    """nginx's master and its workers."""
     assert proxy.proc is not None
     children = subprocess.run(
         ["pgrep", "-P", str(proxy.proc.pid)], capture_output=True, text=True
     ).stdout.split()
-    return sum(rss_mb(int(pid)) for pid in [proxy.proc.pid, *children])
+    return [proxy.proc.pid, *map(int, children)]
+
+
+def nginx_memory(proxy: Nginx) -> float:
+    """Resident size of nginx's processes (master and worker), MB."""
+    return sum(rss_mb(pid) for pid in nginx_pids(proxy))
+
+
+def nginx_cpu_seconds(proxy: Nginx) -> float:
+    """CPU seconds (user + system) nginx's processes have used."""
+    return (
+        sum(
+            sum(int(field) for field in Path(f"/proc/{pid}/stat").read_text().split()[13:15])
+            for pid in nginx_pids(proxy)
+        )
+        / CLOCK_TICKS
+    )
 
 
 def disk_mb(path: Path) -> float:
@@ -228,6 +248,8 @@ def measure(
             if proxy is not None:
                 result.nginx_rss_mb = nginx_memory(proxy)
                 result.cache_mb = disk_mb(proxy.workdir / "cache")
+                answered = len(proxy.cache_statuses())
+                result.nginx_cpu_us = nginx_cpu_seconds(proxy) / answered * 1e6
                 result.held = connections
                 result.nginx_held_rss_mb = asyncio.run(
                     _hold(server, proxy, fleet.members[0], run_ids[0], connections)
@@ -328,6 +350,10 @@ def _proxy_memory(result: FleetResult) -> str:
     return f"{result.nginx_rss_mb:.0f} / {result.cache_mb:.1f}"
 
 
+def _nginx_cpu(result: FleetResult) -> str:
+    return "-" if result.nginx_cpu_us is None else f"{result.nginx_cpu_us:.0f}"
+
+
 def _held_memory(result: FleetResult) -> str:
     if result.nginx_held_rss_mb is None:
         return "-"
@@ -361,6 +387,7 @@ def report(results: list[FleetResult], limit: int) -> str:
         ("replica memory, median MB", lambda r: f"{r.replica_rss_mb:.0f}"),
         ("nginx memory MB / cache MB", _proxy_memory),
         ("nginx memory MB with more clients waiting", _held_memory),
+        ("nginx CPU per request answered, µs", _nginx_cpu),
     ]
     lines = [
         "| | " + " | ".join(r.way for r in results) + " |",
