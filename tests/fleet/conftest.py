@@ -11,14 +11,14 @@ import pytest
 from replica.devserver.testing import devserver, devserver_factory  # noqa: F401
 
 from .fleet import Fleet
-from .nginx import Nginx, NginxUnavailable, install_nginx
+from .nginx import Nginx, PackageUnavailable, install_nginx
 
 
 @pytest.fixture(scope="session")
 def nginx_binary() -> str:
     try:
         return install_nginx()
-    except NginxUnavailable as exc:
+    except PackageUnavailable as exc:
         pytest.skip(f"the fleet tests need nginx: {exc}")
 
 

@@ -12,6 +12,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from tests.examples.helpers import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "examples" / "fleet"
 #: Proxy holds the token / replicas hold their own, keyed on it.
@@ -23,36 +25,47 @@ _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _LOG_FORMAT = "'$upstream_cache_status $status $request_uri'"
 
 
-class NginxUnavailable(Exception):
-    """nginx is not installed and cannot be installed here; the message says why."""
+class PackageUnavailable(Exception):
+    """A program is not installed and cannot be installed here; the message says why."""
 
 
-def _installed() -> str | None:
+def _installed(binary: str) -> str | None:
     # /usr/sbin is not on every user's PATH.
-    return shutil.which("nginx") or next(
-        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    return shutil.which(binary) or next(
+        (
+            path
+            for path in (f"/usr/sbin/{binary}", f"/usr/local/sbin/{binary}")
+            if os.access(path, os.X_OK)
+        ),
+        None,
     )
 
 
-def install_nginx() -> str:
-    """The nginx binary, installed with apt-get when missing (as the CI machine is set up)."""
-    found = _installed()
+def apt_install(package: str, binary: str) -> str:
+    """The path of `binary`, installing Debian's `package` with apt-get when it is missing
+    (as the CI machine is set up: root, Debian's registry, maybe no package lists yet)."""
+    found = _installed(binary)
     if found:
         return found
     if shutil.which("apt-get") is None:
-        raise NginxUnavailable("nginx is not installed and there is no apt-get to install it")
+        raise PackageUnavailable(f"{binary} is not installed and there is no apt-get to install it")
     if os.geteuid() != 0:
-        raise NginxUnavailable("nginx is not installed; install it as root: apt-get install nginx")
+        raise PackageUnavailable(f"{binary} is not installed; as root: apt-get install {package}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", "nginx"]
+    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
     result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
     if result.returncode != 0:  # a fresh machine has no package lists yet
         subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
         result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-    found = _installed()
+    found = _installed(binary)
     if result.returncode != 0 or found is None:
-        raise NginxUnavailable(f"apt-get install nginx failed:\n{result.stderr[-2000:]}")
+        raise PackageUnavailable(f"apt-get install {package} failed:\n{result.stderr[-2000:]}")
     return found
+
+
+def install_nginx() -> str:
+    """The nginx binary, installed from Debian's packages when missing."""
+    return apt_install("nginx", "nginx")
 
 
 def render(template: Path, values: Mapping[str, str]) -> str:
@@ -63,12 +76,6 @@ def render(template: Path, values: Mapping[str, str]) -> str:
     if missing:
         raise KeyError(f"{template.name} needs values for {', '.join(missing)}")
     return _PLACEHOLDER.sub(lambda m: values[m.group(1)], text)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Nginx:
