@@ -61,36 +61,49 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PATIENCE = 600.0
 
 
+@dataclass(frozen=True)
+class Settings:
+    """What a run of the benchmark measures, built once from the command line."""
+
+    replicas: int = 50
+    runs: int = 2000
+    #: Changes made one at a time, then in a burst at `rate` per second.
+    changes: int = 20
+    burst: int = 200
+    rate: float = 20.0
+    #: Live polls the emulator allows at once (Trigger.dev's limit per environment).
+    limit: int = 5
+    #: direct-limited: seconds to wait for one change.
+    observe: float = 30.0
+    #: proxy: plain clients held on one live poll while nginx's memory is read.
+    connections: int = 1000
+
+
 @dataclass
 class FleetResult:
     """The figures of one way of connecting a fleet."""
 
     way: str
-    replicas: int
-    runs: int
+    settings: Settings
     #: Snapshot and catch-up requests of one replica syncing alone.
     one_replica_initial: int
     #: Snapshot and catch-up requests that reached the upstream for the whole fleet.
     fleet_initial: int
     refused: int
-    replica_rss_mb: float
+    replica_rss_mb: float = 0.0
     nginx_rss_mb: float | None = None
     cache_mb: float | None = None
     #: proxy: nginx's CPU time per request it answered (from its cache, mostly), µs.
     nginx_cpu_us: float | None = None
-    #: proxy: nginx's resident size while `held` more clients wait on one live URL.
-    held: int = 0
+    #: proxy: nginx's resident size while `settings.connections` more clients wait.
     nginx_held_rss_mb: float | None = None
-    changes: int = 0
     #: Live requests upstream while the changes were made one at a time.
     paced_live: int = 0
     visible_all_ms: tuple[float, ...] = ()
-    burst: int = 0
     burst_live: int = 0
     burst_live_peak: int = 0
-    #: direct-limited: replicas that held the one change after `observed` seconds.
+    #: direct-limited: replicas that held the one change after `settings.observe` seconds.
     saw_change: int | None = None
-    observed: float = 0.0
 
     @property
     def initial_ratio(self) -> float:
@@ -100,11 +113,11 @@ class FleetResult:
     @property
     def paced_per_change(self) -> float:
         """Upstream live requests per change made one at a time (target: about 1)."""
-        return self.paced_live / self.changes
+        return self.paced_live / self.settings.changes
 
     @property
     def burst_per_change(self) -> float:
-        return self.burst_live / self.burst
+        return self.burst_live / self.settings.burst
 
 
 class Watch:
@@ -171,13 +184,9 @@ def disk_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 1e6
 
 
-def initial_requests_of(tally: RequestTally) -> int:
+def initial_requests(tally: RequestTally) -> int:
     counts = tally.counts.get(ROUTE, {})
     return counts.get("initial", 0) + counts.get("catch-up", 0)
-
-
-def initial_requests(server: DevServer) -> int:
-    return initial_requests_of(server.request_counts())
 
 
 def change(server: DevServer, run_id: str, n: int) -> dict[str, int]:
@@ -187,30 +196,17 @@ def change(server: DevServer, run_id: str, n: int) -> dict[str, int]:
     return metadata
 
 
-def measure(
-    way: str,
-    workdir: Path,
-    *,
-    replicas: int,
-    runs: int,
-    changes: int,
-    burst: int,
-    rate: float,
-    limit: int,
-    observe: float,
-    connections: int,
-    nginx: str,
-) -> FleetResult:
-    unlimited = way == "direct"
-    upstream = Upstream(runs, live_concurrency_limit=100_000 if unlimited else limit)
-    with upstream:
+def measure(way: str, workdir: Path, settings: Settings, nginx: str) -> FleetResult:
+    """One way of connecting `settings.replicas` replicas, on a fresh emulator."""
+    limit = 100_000 if way == "direct" else settings.limit
+    with Upstream(settings.runs, live_concurrency_limit=limit) as upstream:
         server = upstream.server
         run_ids = [str(r["friendlyId"]) for r in server.runs()]
         server.reset_request_counts()
         alone = sync_once(server.url, server.secret_key, TAG, workdir / f"{way}-alone.db")
         if alone.returncode != 0:
             raise RuntimeError(alone.stderr)
-        one_replica_initial = initial_requests(server)
+        one_replica_initial = initial_requests(server.request_counts())
 
         proxy = None
         api_url, token = server.url, server.secret_key
@@ -220,29 +216,23 @@ def measure(
         fleet = Fleet(workdir / way, api_url=api_url, token=token, tag=TAG)
         try:
             server.reset_request_counts()
-            fleet.start(replicas)
-            fleet.wait_until(lambda m: len(m.rows()) == runs, "the initial sync", PATIENCE)
+            fleet.start(settings.replicas)
+            fleet.wait_until(lambda m: len(m.rows()) == settings.runs, "the initial sync", PATIENCE)
             initial = server.reset_request_counts()
             log.info("%s: initial sync done", way)
             result = FleetResult(
-                way=way,
-                replicas=replicas,
-                runs=runs,
-                one_replica_initial=one_replica_initial,
-                fleet_initial=initial_requests_of(initial),
-                refused=initial.total("429"),
-                replica_rss_mb=0.0,
+                way, settings, one_replica_initial, initial_requests(initial), initial.total("429")
             )
             watch = Watch(fleet.members)
             rng = random.Random(1)
             if way == "direct-limited":
                 run_id = rng.choice(run_ids)
                 value = change(server, run_id, 0)
-                time.sleep(observe)
-                result.saw_change, result.observed = watch.holding(run_id, value), observe
+                time.sleep(settings.observe)
+                result.saw_change = watch.holding(run_id, value)
                 result.refused += server.request_counts().total("429")
             else:
-                _changes(server, watch, rng, run_ids, result, changes, burst, rate)
+                _changes(server, watch, rng, run_ids, result)
             watch.close()
             result.replica_rss_mb = statistics.median(rss_mb(m.proc.pid) for m in fleet.members)
             if proxy is not None:
@@ -250,9 +240,8 @@ def measure(
                 result.cache_mb = disk_mb(proxy.workdir / "cache")
                 answered = len(proxy.cache_statuses())
                 result.nginx_cpu_us = nginx_cpu_seconds(proxy) / answered * 1e6
-                result.held = connections
                 result.nginx_held_rss_mb = asyncio.run(
-                    _hold(server, proxy, fleet.members[0], run_ids[0], connections)
+                    _hold(server, proxy, fleet.members[0], run_ids[0], settings.connections)
                 )
             return result
         finally:
@@ -299,13 +288,11 @@ def _changes(
     rng: random.Random,
     run_ids: list[str],
     result: FleetResult,
-    changes: int,
-    burst: int,
-    rate: float,
 ) -> None:
     """Changes one at a time, then a burst; their figures into `result`."""
+    settings = result.settings
     visible = []
-    for n in range(changes):
+    for n in range(settings.changes):
         # At a random moment: nginx's waiting requests look for the reply every 0.5 s from
         # when they started waiting, which is just after the last change.
         time.sleep(rng.uniform(0, 1))
@@ -313,15 +300,14 @@ def _changes(
         visible.append(watch.wait_all(run_id, change(server, run_id, n)) * 1000)
     paced = server.reset_request_counts()
     last_run, last = "", {}
-    for n in range(changes, changes + burst):
+    for n in range(settings.changes, settings.changes + settings.burst):
         last_run = rng.choice(run_ids)
         last = change(server, last_run, n)
-        time.sleep(1 / rate)
+        time.sleep(1 / settings.rate)
     watch.wait_all(last_run, last)
     bursty = server.request_counts()
-    result.changes, result.paced_live = changes, paced.total("live")
-    result.visible_all_ms = tuple(visible)
-    result.burst, result.burst_live = burst, bursty.total("live")
+    result.paced_live, result.visible_all_ms = paced.total("live"), tuple(visible)
+    result.burst_live = bursty.total("live")
     result.burst_live_peak = bursty.live_peak.get(ROUTE, 0)
     result.refused += paced.total("429") + bursty.total("429")
 
@@ -335,13 +321,14 @@ def _ms(values: tuple[float, ...], q: float) -> str:
 
 def _changed(cell: Callable[[FleetResult], str]) -> Callable[[FleetResult], str]:
     """A cell of the change figures: `-` for a way that made none."""
-    return lambda r: cell(r) if r.changes else "-"
+    return lambda r: cell(r) if r.visible_all_ms else "-"
 
 
 def _saw(result: FleetResult) -> str:
     if result.saw_change is None:
         return "-"
-    return f"{result.saw_change} of {result.replicas} after {result.observed:.0f} s"
+    settings = result.settings
+    return f"{result.saw_change} of {settings.replicas} after {settings.observe:.0f} s"
 
 
 def _proxy_memory(result: FleetResult) -> str:
@@ -357,18 +344,22 @@ def _nginx_cpu(result: FleetResult) -> str:
 def _held_memory(result: FleetResult) -> str:
     if result.nginx_held_rss_mb is None:
         return "-"
-    return f"{result.nginx_held_rss_mb:.0f} with {result.held} more"
+    return f"{result.nginx_held_rss_mb:.0f} with {result.settings.connections} more"
 
 
-def report(results: list[FleetResult], limit: int) -> str:
+def _limit(result: FleetResult) -> str:
+    return "none" if result.way == "direct" else str(result.settings.limit)
+
+
+def report(results: list[FleetResult]) -> str:
     """The figures as a Markdown table, one column per way."""
     rows: list[tuple[str, Callable[[FleetResult], str]]] = [
-        ("replicas / runs", lambda r: f"{r.replicas} / {r.runs}"),
-        ("live-poll limit", lambda r: "none" if r.way == "direct" else str(limit)),
+        ("replicas / runs", lambda r: f"{r.settings.replicas} / {r.settings.runs}"),
+        ("live-poll limit", _limit),
         ("initial sync: one replica's requests", lambda r: str(r.one_replica_initial)),
         ("initial sync: the fleet's upstream requests", lambda r: str(r.fleet_initial)),
         ("  over one replica's (target <= 1.1)", lambda r: f"{r.initial_ratio:.2f}"),
-        ("changes one at a time", _changed(lambda r: str(r.changes))),
+        ("changes one at a time", _changed(lambda r: str(r.settings.changes))),
         (
             "  upstream live requests per change",
             _changed(lambda r: f"{r.paced_per_change:.2f}"),
@@ -376,7 +367,7 @@ def report(results: list[FleetResult], limit: int) -> str:
         ("  all replicas see it, p50 ms", _changed(lambda r: _ms(r.visible_all_ms, 0.5))),
         ("  all replicas see it, p90 ms", _changed(lambda r: _ms(r.visible_all_ms, 0.9))),
         ("  all replicas see it, max ms", _changed(lambda r: _ms(r.visible_all_ms, 1.0))),
-        ("burst changes", _changed(lambda r: str(r.burst))),
+        ("burst changes", _changed(lambda r: str(r.settings.burst))),
         (
             "  upstream live requests per change",
             _changed(lambda r: f"{r.burst_per_change:.2f}"),
@@ -398,47 +389,42 @@ def report(results: list[FleetResult], limit: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    defaults = Settings()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--replicas", type=int, default=50)
-    parser.add_argument("--runs", type=int, default=2000)
-    parser.add_argument("--changes", type=int, default=20, help="changes made one at a time")
-    parser.add_argument("--burst", type=int, default=200, help="changes made in a burst")
-    parser.add_argument("--rate", type=float, default=20.0, help="changes per second in a burst")
-    parser.add_argument("--limit", type=int, default=5, help="live polls allowed at once")
+    parser.add_argument("--replicas", type=int, default=defaults.replicas)
+    parser.add_argument("--runs", type=int, default=defaults.runs)
+    parser.add_argument("--changes", type=int, default=defaults.changes, help="one at a time")
+    parser.add_argument("--burst", type=int, default=defaults.burst, help="changes in a burst")
+    parser.add_argument("--rate", type=float, default=defaults.rate, help="burst changes per s")
+    parser.add_argument("--limit", type=int, default=defaults.limit, help="live polls at once")
     parser.add_argument(
-        "--observe", type=float, default=30.0, help="direct-limited: seconds to wait for a change"
+        "--observe", type=float, default=defaults.observe, help="direct-limited: seconds"
     )
     parser.add_argument(
         "--connections",
         type=int,
-        default=1000,
+        default=defaults.connections,
         help="proxy: plain clients held on one live poll while nginx's memory is read",
     )
     parser.add_argument("--ways", nargs="+", choices=WAYS, default=list(WAYS))
     args = parser.parse_args(argv)
+    settings = Settings(
+        args.replicas,
+        args.runs,
+        args.changes,
+        args.burst,
+        args.rate,
+        args.limit,
+        args.observe,
+        args.connections,
+    )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)
     compile_replica()
     nginx = install_nginx()
-    results = []
     with tempfile.TemporaryDirectory(prefix="replica-fleet-") as tmp:
-        for way in args.ways:
-            results.append(
-                measure(
-                    way,
-                    Path(tmp),
-                    replicas=args.replicas,
-                    runs=args.runs,
-                    changes=args.changes,
-                    burst=args.burst,
-                    rate=args.rate,
-                    limit=args.limit,
-                    observe=args.observe,
-                    connections=args.connections,
-                    nginx=nginx,
-                )
-            )
-    print(report(results, args.limit))
+        results = [measure(way, Path(tmp), settings, nginx) for way in args.ways]
+    print(report(results))
     return 0
 
 
