@@ -1,7 +1,6 @@
 """The admin API under `/_replica/`: define tables, write rows, drive runs, rotate shapes,
 inject faults, mint tokens, move the clock, forget handle windows, count shape requests.
-Every route but
-`/_replica/health` needs `Authorization: Bearer <secret key>`. Documented in
+Every route but `/_replica/health` needs `Authorization: Bearer <secret key>`. Documented in
 docs/emulator.md."""
 
 from __future__ import annotations
