@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from replica.devserver.config import DevServerConfig, make_secret_key
     from replica.devserver.emulator import Emulator
     from replica.devserver.faults import FaultRule
+    from replica.devserver.request_counts import RequestTally
     from replica.devserver.server import DevServer
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "DevServerConfig",
     "Emulator",
     "FaultRule",
+    "RequestTally",
     "create_app",
     "make_secret_key",
 ]
@@ -31,6 +33,7 @@ _HOMES = {
     "DevServerConfig": "replica.devserver.config",
     "Emulator": "replica.devserver.emulator",
     "FaultRule": "replica.devserver.faults",
+    "RequestTally": "replica.devserver.request_counts",
     "create_app": "replica.devserver.app",
     "make_secret_key": "replica.devserver.config",
 }

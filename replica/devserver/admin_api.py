@@ -1,6 +1,6 @@
 """The admin API under `/_replica/`: define tables, write rows, drive runs, rotate shapes,
-inject faults, mint tokens, move the clock, forget handle windows. Every route but
-`/_replica/health` needs `Authorization: Bearer <secret key>`. Documented in
+inject faults, mint tokens, move the clock, forget handle windows, count shape requests.
+Every route but `/_replica/health` needs `Authorization: Bearer <secret key>`. Documented in
 docs/emulator.md."""
 
 from __future__ import annotations
@@ -224,6 +224,14 @@ async def forget_handle_windows(request: Request, emu: Emulator, body: dict[str,
     return {"forgotten": emu.handle_windows.forget(body.get("handle"))}
 
 
+async def request_counts(request: Request, emu: Emulator, body: dict[str, Any]) -> Any:
+    return emu.requests.tally().to_json()
+
+
+async def reset_request_counts(request: Request, emu: Emulator, body: dict[str, Any]) -> Any:
+    return emu.requests.reset().to_json()
+
+
 def admin_routes() -> list[Route]:
     p = "/_replica"
     return [
@@ -248,4 +256,6 @@ def admin_routes() -> list[Route]:
         Route(f"{p}/clock", _admin(advance_clock), methods=["POST"]),
         Route(f"{p}/handle-windows", _admin(list_handle_windows), methods=["GET"]),
         Route(f"{p}/handle-windows", _admin(forget_handle_windows), methods=["DELETE"]),
+        Route(f"{p}/requests", _admin(request_counts), methods=["GET"]),
+        Route(f"{p}/requests", _admin(reset_request_counts), methods=["DELETE"]),
     ]

@@ -18,6 +18,7 @@ from replica.devserver.config import DevServerConfig
 from replica.devserver.emulator import Emulator
 from replica.devserver.faults import FaultMiddleware
 from replica.devserver.packets import object_endpoint
+from replica.devserver.request_counts import RequestCountMiddleware
 from replica.devserver.responses import RequestRefused, answer_refused_request
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,11 @@ def create_app(emulator: Emulator | DevServerConfig | None = None) -> Starlette:
 
     app = Starlette(
         routes=_routes(),
-        middleware=[Middleware(FaultMiddleware, emu=emu)],
+        # Counted outside the faults: an injected 429 is an answer the upstream gave.
+        middleware=[
+            Middleware(RequestCountMiddleware, counter=emu.requests),
+            Middleware(FaultMiddleware, emu=emu),
+        ],
         exception_handlers={RequestRefused: answer_refused_request},
         lifespan=lifespan,
     )

@@ -25,11 +25,12 @@ from replica.devserver.responses import (
     CACHE_409_NO_HANDLE,
     CACHE_INITIAL,
     CACHE_LIVE,
-    CACHE_LIVE_SSE,
     CACHE_OTHER,
     ELECTRIC_SERVER,
+    cache_live_sse,
     cors_headers,
     electric_error,
+    electric_headers,
     invalid_request,
 )
 from replica.devserver.shape_params import (
@@ -101,13 +102,14 @@ def _up_to_date(lsn: int) -> bytes:
 
 def _conflict(shape: Shape | None, origin: str | None) -> Response:
     headers = {
-        **cors_headers(origin),
-        "electric-server": ELECTRIC_SERVER,
+        **electric_headers(origin),
         "cache-control": CACHE_409_HANDLE if shape else CACHE_409_NO_HANDLE,
         "content-type": "application/json",
     }
     if shape is not None:
         headers["electric-handle"] = shape.handle
+        # Electric's etag of an error reply: the handle, then no request or reply offset.
+        headers["etag"] = f'"{shape.handle}::"'
     return Response(b'[{"headers":{"control":"must-refetch"}}]', 409, headers)
 
 
@@ -211,8 +213,7 @@ def _respond(
         etag += f":{time.monotonic_ns()}"
     etag += '"'
     headers = {
-        **cors_headers(q.origin),
-        "electric-server": ELECTRIC_SERVER,
+        **electric_headers(q.origin),
         "electric-handle": shape.handle,
         "electric-offset": str(end),
         "electric-has-data": "true" if has_data else "false",
@@ -270,12 +271,11 @@ def _sse(emu: Emulator, q: ShapeQuery, shape: Shape, offset: Offset) -> Response
                 yield b": keep-alive\n\n"
 
     headers = {
-        **cors_headers(q.origin),
-        "electric-server": ELECTRIC_SERVER,
+        **electric_headers(q.origin),
         "electric-handle": shape.handle,
         "electric-offset": str(offset),
         "electric-cursor": next_cursor(emu.config.long_poll_timeout, q.cursor),
-        "cache-control": CACHE_LIVE_SSE,
+        "cache-control": cache_live_sse(sse_timeout),
         "connection": "keep-alive",
     }
     return StreamingResponse(events(), 200, headers, media_type="text/event-stream")

@@ -21,6 +21,7 @@ from replica.devserver.electric_api import InitialResponseCache
 from replica.devserver.faults import Faults
 from replica.devserver.native_backend import NativeBackend
 from replica.devserver.packets import ObjectStore
+from replica.devserver.request_counts import RequestCounter
 from replica.devserver.runs import RunService
 from replica.devserver.shapes import Shape, ShapeRegistry
 from replica.devserver.tables import Database
@@ -82,6 +83,8 @@ class Emulator:
         self.batch_items: dict[str, set[Any]] = {}
         #: Live requests in flight on the Trigger.dev routes (the concurrency limit counts them).
         self.live_requests = 0
+        #: Shape requests answered, per route and kind (what reaches the upstream).
+        self.requests = RequestCounter()
         #: Set at shutdown: long-polls answer at once.
         self.closing = False
 

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from replica.devserver import native_wire as wire
+from replica.devserver.responses import VARY
 from replica.devserver.run_changes import RunChanges
 from replica.devserver.run_data import parse_duration
 from replica.devserver.runs import RunService
@@ -363,6 +364,7 @@ class NativeBackend:
         headers = {
             "content-type": "application/json",
             "cache-control": "no-store",
+            "vary": VARY,
             "access-control-allow-origin": "*",
             "access-control-expose-headers": "*",
         }

@@ -27,10 +27,19 @@ TRIGGER_EXPOSED = (
 
 CACHE_INITIAL = "public, max-age=604800, s-maxage=3600, stale-while-revalidate=2629746"
 CACHE_LIVE = "public, max-age=5, stale-while-revalidate=5"
-CACHE_LIVE_SSE = "public, max-age=59"
 CACHE_OTHER = "public, max-age=60, stale-while-revalidate=300"
 CACHE_409_HANDLE = "public, max-age=60, must-revalidate"
 CACHE_409_NO_HANDLE = "public, max-age=1, must-revalidate"
+
+#: Electric's HTTP server (Bandit) negotiates compression and says so on every reply but a
+#: 204, compressed or not; Trigger.dev's webapp (express `compression()`) does the same on
+#: its JSON replies. A shared cache keeps one variant per `Accept-Encoding`.
+VARY = "accept-encoding"
+
+
+def cache_live_sse(sse_timeout: float) -> str:
+    """An SSE reply is cacheable for just under the time the server keeps it open."""
+    return f"public, max-age={max(1, int(sse_timeout) - 1)}"
 
 
 class RequestRefused(Exception):
@@ -75,6 +84,11 @@ def cors_headers(origin: str | None, exposed: str = ELECTRIC_EXPOSED) -> dict[st
     }
 
 
+def electric_headers(origin: str | None) -> dict[str, str]:
+    """The headers of every `/v1/shape` reply with a body: CORS, `electric-server`, `vary`."""
+    return {**cors_headers(origin), "electric-server": ELECTRIC_SERVER, "vary": VARY}
+
+
 def electric_error(
     status: int,
     body: Any,
@@ -83,8 +97,7 @@ def electric_error(
 ) -> Response:
     """An Electric error (not 409): JSON body, `no-store`, never an `electric-handle`."""
     headers = {
-        **cors_headers(origin),
-        "electric-server": ELECTRIC_SERVER,
+        **electric_headers(origin),
         "cache-control": "no-store",
         "surrogate-control": "no-store",
         **(extra or {}),

@@ -28,6 +28,7 @@ from replica.devserver.auth import public_token
 from replica.devserver.config import DevServerConfig
 from replica.devserver.emulator import Emulator
 from replica.devserver.faults import FaultRule, make_rule, parse_fault_spec
+from replica.devserver.request_counts import RequestTally
 from replica.devserver.tables import Row, Table, Transaction, TransactionBuilder
 
 log = logging.getLogger(__name__)
@@ -351,6 +352,15 @@ class DevServer:
         """Electric backend: forget one handle's tag window (or all), as the webapp's cache
         does after `handle_window_ttl`; returns how many were forgotten."""
         return self.emulator.handle_windows.forget(handle)
+
+    def request_counts(self) -> RequestTally:
+        """Shape requests answered since the last reset: `counts[route][kind or status]`
+        (`initial`, `catch-up`, `live`; `304`, `409`, `429`, ...) and `live_peak[route]`."""
+        return self.emulator.requests.tally()
+
+    def reset_request_counts(self) -> RequestTally:
+        """Count afresh from now; returns the counts until now."""
+        return self.emulator.requests.reset()
 
     @contextlib.contextmanager
     def fault(self, kind: str, **options: Any) -> Iterator[FaultRule]:

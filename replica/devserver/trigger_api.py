@@ -22,7 +22,7 @@ from starlette.responses import Response, StreamingResponse
 
 from replica.devserver.auth import FORBIDDEN_BODY, AuthError, Principal
 from replica.devserver.electric_api import serve_shape
-from replica.devserver.responses import TRIGGER_EXPOSED, RequestRefused, json_response
+from replica.devserver.responses import TRIGGER_EXPOSED, VARY, RequestRefused, json_response
 from replica.devserver.run_data import parse_duration
 from replica.devserver.runs import RunError, RunService
 from replica.devserver.shape_params import ShapeQuery, ShapeRequestError, build_definition
@@ -48,8 +48,9 @@ def trigger_cors(request: Request) -> dict[str, str]:
 
 
 def refusal(request: Request, status: int, body: Any, **headers: str) -> RequestRefused:
-    """A Trigger.dev error reply (JSON body, CORS headers), to raise."""
-    return RequestRefused(json_response(body, status, {**trigger_cors(request), **headers}))
+    """A Trigger.dev error reply (JSON body, CORS headers, no caching headers), to raise."""
+    headers = {**trigger_cors(request), "vary": VARY, **headers}
+    return RequestRefused(json_response(body, status, headers))
 
 
 def authenticate(request: Request, *, allow_jwt: bool = True) -> Principal:
@@ -146,6 +147,8 @@ async def _proxy(
     q.params = {}
     q.columns = ",".join(f'"{c}"' for c in selected_columns(principal, request))
     q.secret = emu.config.electric_secret
+    # The webapp fetches Electric with none of the caller's headers: no 304 for a revalidation.
+    q.if_none_match = None
     try:
         definition = build_definition(emu, q)
     except ShapeRequestError as exc:

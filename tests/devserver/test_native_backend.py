@@ -107,6 +107,7 @@ def test_single_run_snapshot_handle_offset_and_headers(
     assert int(offset.group(1)) == ms(run["updatedAt"])
     assert ops(r) == [("insert", run_id), ("up-to-date", "")]
     assert r.headers["cache-control"] == "no-store"
+    assert r.headers["vary"] == "accept-encoding"
     assert r.headers["access-control-expose-headers"] == "*"
     assert r.headers["access-control-allow-origin"] == "*"
     assert r.headers["electric-schema"] == NATIVE_SCHEMA
