@@ -17,8 +17,9 @@ import pytest
 
 from replica.devserver import DevServer
 from tests.fleet.nginx import PackageUnavailable, apt_install, install_nginx
+from tests.support.waiting import wait_for
 
-from .helpers import EXAMPLES, free_port, query, wait_until
+from .helpers import EXAMPLES, free_port, query
 
 README = EXAMPLES / "fleet" / "README.md"
 ROOT = EXAMPLES.parent
@@ -76,14 +77,18 @@ def test_the_readme_starts_nginx_and_replicas_behind_it(
                 )
             )
         if block is start_nginx:
-            wait_until(lambda: socket.create_connection(("127.0.0.1", port), 1), 30, "nginx")
+            wait_for(lambda: _listening(port), what="nginx")
 
     dbs = [workdir / f"replica-{i}.db" for i in (1, 2, 3)]
-    wait_until(
+    wait_for(
         lambda: all({r[0] for r in query(db, "SELECT id FROM runs")} == wanted for db in dbs),
-        60,
-        "three replicas holding the runs",
+        what="three replicas holding the runs",
     )
     # Three replicas, one snapshot request upstream; their requests in nginx's log.
     assert server.request_counts().counts["/realtime/v1/runs"]["initial"] < 3
     assert "/realtime/v1/runs?" in (workdir / "access.log").read_text()
+
+
+def _listening(port: int) -> bool:
+    with socket.create_connection(("127.0.0.1", port), 1):
+        return True
