@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import subprocess
 import sys
@@ -29,5 +30,11 @@ def test_demo_syncs_the_simulated_user_1234_runs_and_no_others(tmp_path: Path) -
     # Runs moved while we watched: more than one status was recorded for some of them.
     moved = conn.execute("SELECT count(*) FROM run_history WHERE previous_status IS NOT NULL")
     assert moved.fetchone()[0] > 0
+    # Run ids are shown whole (users copy them into `sync --run`), and a run still executing
+    # never shows 100 %. The table shows the 15 most recent runs.
+    shown = conn.execute("SELECT id FROM runs ORDER BY created_at DESC LIMIT 15").fetchall()
+    for (run_id,) in shown:
+        assert run_id in result.stdout
+    assert not re.search(r"EXECUTING\s+100%", result.stdout), result.stdout
     assert "sqlite3 replica-demo.db" in result.stdout
     assert "datasette replica-demo.db" in result.stdout
