@@ -44,7 +44,7 @@ from replica.protocol.deadline import within
 from replica.protocol.messages import ChangeMessage
 from replica.store import ShapeRecord, Store
 from replica.store.database import connect
-from replica.store.sql import ident
+from replica.store.sql import ident, staged_table
 from replica.tables import RowChange, TableSpec
 
 log = logging.getLogger(__name__)
@@ -511,14 +511,21 @@ class Engine:
                 log.warning("pruning the change log failed: %s", exc)
 
     def _lookup(self, table: str, key: Any) -> Mapping[str, Any] | None:
-        """A committed row, read on the event loop's own connection (never the writer's)."""
+        """A committed row, read on the event loop's own connection (never the writer's):
+        the published one, else the newest one staged by a snapshot still in progress (a
+        process restarted mid-snapshot meets updates to rows only staged so far)."""
         if self._reader is None:
             self._reader = connect(self.store.path, readonly=True)
             self._reader.row_factory = sqlite3.Row
         spec = self.store.tables[table]
-        row = self._reader.execute(
-            f"SELECT * FROM {ident(table)} WHERE {ident(spec.key_column)} = ?", (key,)
-        ).fetchone()
+        where = f"WHERE {ident(spec.key_column)} = ?"
+        row = self._reader.execute(f"SELECT * FROM {ident(table)} {where}", (key,)).fetchone()
+        if row is None:
+            with contextlib.suppress(sqlite3.OperationalError):  # nothing staged yet
+                row = self._reader.execute(
+                    f"SELECT * FROM {staged_table(spec)} {where} ORDER BY rowid DESC LIMIT 1",
+                    (key,),
+                ).fetchone()
         return dict(row) if row is not None else None
 
     async def _write(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

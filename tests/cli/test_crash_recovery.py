@@ -146,3 +146,34 @@ def test_sigkill_during_snapshot_and_churn_loses_nothing(
     updates = sum(len(entries) - 1 for entries in log.values())
     assert updates > 0, "the churn never reached the replica"
     print(f"{KILLS} kills ({killed_in_snapshot} during the snapshot), {updates} updates logged")
+
+
+def test_an_update_to_a_run_only_staged_before_a_kill_keeps_its_metadata(
+    tmp_path: Any, devserver_factory: Any
+) -> None:
+    """A restart mid-snapshot meets partial updates (the changed columns only) of runs that
+    are staged but not yet published: their packet types come from the staged rows."""
+    server = devserver_factory(chunk_rows=20)
+    cli = Replica(tmp_path, server)
+    server.trigger_many(
+        {"task": "import-csv", "payload": {"row": i}, "options": {"tags": ["big"]}}
+        for i in range(200)
+    )
+    with server.fault("delay", live=False, seconds=0.2):
+        proc = cli.start("sync", "--tag", "big")
+        cli.wait_for(
+            lambda: cli.db.exists() and cli.query("SELECT count(*) FROM _replica_pending")[0][0],
+            what="a snapshot page to be staged",
+        )
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    assert cli.query("SELECT count(*) FROM runs") == [(0,)]
+    [(run_id,)] = cli.query("SELECT id FROM _replica_staged_runs ORDER BY rowid LIMIT 1")
+    server.update_run(run_id, metadata=json.dumps({"progress": 0.5}))
+
+    result = cli.run("sync", "--tag", "big", "--once", timeout=180)
+    assert result.returncode == 0, result.stderr
+    [(metadata, kind)] = cli.query(
+        "SELECT metadata, metadata_type FROM runs WHERE id = ?", (run_id,)
+    )
+    assert (json.loads(metadata), kind) == ({"progress": 0.5}, "application/json")

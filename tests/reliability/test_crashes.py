@@ -209,7 +209,16 @@ class Scenario:
                 both = compare(runs, local_runs(self.db)), compare(items, local_items(self.db))
                 return all(d.converged for d in both)
 
-            wait_for(equal, timeout=120, what="the replica to equal the upstream")
+            try:
+                wait_for(equal, what="the replica to equal the upstream")
+            except AssertionError as exc:
+                runs_now = compare(upstream_runs(self.server, self.tags), local_runs(self.db))
+                items_now = compare(upstream_items(self.server, self.groups), local_items(self.db))
+                up, local = upstream_runs(self.server, self.tags), local_runs(self.db)
+                stale = [(k, up[k], local.get(k)) for k in up if up[k] != local.get(k)][:3]
+                raise AssertionError(
+                    f"{exc}: runs {runs_now}, items {items_now}; {stale}\n{self.tail()}"
+                ) from None
             self.figures["convergence_checks"] += 1
             self.figures["rows_compared"] += len(runs) + len(items)
             self.check_log()
