@@ -12,8 +12,8 @@ settings.register_profile("default", max_examples=150)
 settings.register_profile("soak", max_examples=5000)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-# `db_path` and `store`, for every test package.
-pytest_plugins = ["tests.support.fixtures"]
+# `db_path` and `store` for every test package; the reliability figures printed at the end.
+pytest_plugins = ["tests.support.fixtures", "tests.support.figures"]
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.exclusive import exclusive
 from tests.support.waiting import PATIENCE
 
 NODE_DIR = Path(__file__).resolve().parents[1] / "node"
@@ -26,15 +27,16 @@ def ensure_node_modules() -> None:
         pytest.skip("node/npm are not installed: the official-client checks need Node.js 20+")
     lock = NODE_DIR / "package-lock.json"
     installed = NODE_DIR / "node_modules" / ".package-lock.json"
-    if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
-        return
-    result = subprocess.run(
-        ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
-        cwd=NODE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    with exclusive("npm-tests-node"):  # test processes side by side install it once
+        if installed.exists() and installed.stat().st_mtime >= lock.stat().st_mtime:
+            return
+        result = subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=NODE_DIR,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
     if result.returncode != 0:
         raise RuntimeError(f"npm ci failed in {NODE_DIR}:\n{result.stderr[-2000:]}")
 

@@ -7,12 +7,13 @@ the test is skipped with the reason.
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+
+from tests.support.packages import PackageUnavailable, apt_install
 
 NAMES = ("chromium", "chromium-browser")
 
@@ -32,40 +33,17 @@ FLAGS = (
 )
 
 
-def _apt_get(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["apt-get", *args],
-        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
-        capture_output=True,
-        text=True,
-        timeout=900,
-        check=False,
-    )
-
-
 def chromium() -> str:
-    """The Chromium executable, installing the Debian package if it is missing."""
+    """The Chromium executable, installing the Debian package if it is missing (the test is
+    skipped, with the reason, where it cannot be installed)."""
     for name in NAMES:
         found = shutil.which(name)
         if found:
             return found
-    if shutil.which("apt-get") is None:
-        pytest.skip("no chromium on PATH and no apt-get to install it (install Chromium)")
-    if os.geteuid() != 0:
-        pytest.skip(
-            "no chromium on PATH; installing it needs root: "
-            "sudo apt-get install -y --no-install-recommends chromium"
-        )
-    install = ("install", "-y", "--no-install-recommends", "chromium")
-    result = _apt_get(*install)
-    if result.returncode != 0:  # package lists missing or stale on a fresh machine
-        _apt_get("update")
-        result = _apt_get(*install)
-    found = shutil.which("chromium")
-    if result.returncode != 0 or found is None:
-        tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-        pytest.skip(f"apt-get install chromium failed: {' / '.join(tail)}")
-    return found
+    try:
+        return apt_install("chromium", "chromium")
+    except PackageUnavailable as exc:
+        pytest.skip(f"no chromium on PATH: {exc}")
 
 
 def screenshot(

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from replica.devserver import DevServer
-from tests.fleet.nginx import PackageUnavailable, apt_install, install_nginx
+from tests.fleet.nginx import install_nginx
+from tests.support.packages import PackageUnavailable, apt_install
 from tests.support.waiting import wait_for
 
 from .helpers import EXAMPLES, free_port, query

@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from replica.devserver.testing import devserver, devserver_factory  # noqa: F401
+from tests.support.packages import PackageUnavailable
 
 from .fleet import Fleet
-from .nginx import Nginx, PackageUnavailable, install_nginx
+from .nginx import Nginx, install_nginx
 
 
 @pytest.fixture(scope="session")

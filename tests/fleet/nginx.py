@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -13,6 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from tests.examples.helpers import free_port
+from tests.support.packages import apt_install
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES = ROOT / "examples" / "fleet"
@@ -25,46 +25,9 @@ _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _LOG_FORMAT = "'$upstream_cache_status $status $request_uri'"
 
 
-class PackageUnavailable(Exception):
-    """A program is not installed and cannot be installed here; the message says why."""
-
-
-def _installed(binary: str) -> str | None:
-    # /usr/sbin is not on every user's PATH.
-    return shutil.which(binary) or next(
-        (
-            path
-            for path in (f"/usr/sbin/{binary}", f"/usr/local/sbin/{binary}")
-            if os.access(path, os.X_OK)
-        ),
-        None,
-    )
-
-
-def apt_install(package: str, binary: str) -> str:
-    """The path of `binary`, installing Debian's `package` with apt-get when it is missing
-    (as the CI machine is set up: root, Debian's registry, maybe no package lists yet)."""
-    found = _installed(binary)
-    if found:
-        return found
-    if shutil.which("apt-get") is None:
-        raise PackageUnavailable(f"{binary} is not installed and there is no apt-get to install it")
-    if os.geteuid() != 0:
-        raise PackageUnavailable(f"{binary} is not installed; as root: apt-get install {package}")
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    install = ["apt-get", "install", "-y", "--no-install-recommends", package]
-    result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-    if result.returncode != 0:  # a fresh machine has no package lists yet
-        subprocess.run(["apt-get", "update"], env=env, capture_output=True, timeout=600)
-        result = subprocess.run(install, env=env, capture_output=True, text=True, timeout=600)
-    found = _installed(binary)
-    if result.returncode != 0 or found is None:
-        raise PackageUnavailable(f"apt-get install {package} failed:\n{result.stderr[-2000:]}")
-    return found
-
-
 def install_nginx() -> str:
-    """The nginx binary, installed from Debian's packages when missing."""
+    """The nginx binary, installed from Debian's packages when missing
+    (`PackageUnavailable` when it cannot be)."""
     return apt_install("nginx", "nginx")
 
 

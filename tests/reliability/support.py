@@ -7,7 +7,6 @@ ground truth of an upstream under churn, and the checks that a replica matches i
 from __future__ import annotations
 
 import json
-import os
 import random
 import sqlite3
 import subprocess
@@ -21,33 +20,16 @@ from typing import Any
 
 from replica.devserver import DevServer
 from replica.sources.taskrun import iso_timestamp, public_status
+from tests.support.figures import SOAK as SOAK
+from tests.support.figures import record as record
 from tests.support.waiting import wait_for as wait_for  # the suite's one wait, at hand here
 
 ROOT = Path(__file__).resolve().parents[2]
-
-#: The long figures (50 kills, 10 minutes of faults, ...) instead of the CI ones.
-SOAK = os.environ.get("REPLICA_SOAK", "") not in ("", "0")
 
 
 def scaled(ci: Any, soak: Any) -> Any:
     """`soak` under REPLICA_SOAK=1, else `ci`."""
     return soak if SOAK else ci
-
-
-# -- figures ------------------------------------------------------------------------------
-
-#: section -> name -> value, printed at the end of the run (see conftest.py).
-FIGURES: dict[str, dict[str, Any]] = {}
-
-
-def record(section: str, **values: Any) -> None:
-    """Add figures under a section (values of the same name add up when numbers)."""
-    entry = FIGURES.setdefault(section, {})
-    for name, value in values.items():
-        if isinstance(value, int | float) and isinstance(entry.get(name), int | float):
-            entry[name] += value
-        else:
-            entry[name] = value
 
 
 # -- processes ----------------------------------------------------------------------------
