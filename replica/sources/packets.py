@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import math
+import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -22,11 +23,13 @@ import orjson
 
 from replica.errors import ProtocolError, RetriesExhaustedError
 from replica.protocol.replies import credentials, redact
+from replica.protocol.transport import LaneTransport
 from replica.protocol.values import has_long_digit_run
 from replica.sources import superjson
 
 __all__ = [
     "NO_PACKET",
+    "PACKET_CONCURRENCY",
     "STORE_TYPE",
     "PacketCache",
     "PacketFetcher",
@@ -34,6 +37,7 @@ __all__ = [
     "decode_packet",
     "format_utc",
     "packet_json",
+    "packet_transport",
     "to_json_text",
 ]
 
@@ -274,6 +278,23 @@ def _safe_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
+#: Packet fetches (presign + download) at once, by default: they are bound by latency (two
+#: round trips each, tens of ms from an object store), not by bandwidth or CPU.
+PACKET_CONCURRENCY: Final = 64
+
+#: Seconds an idle packet connection is kept: long enough to be reused by the next page's
+#: packets, not only by the next request (object stores keep idle connections for a minute
+#: or more; closing them first avoids sending into a closing socket).
+PACKET_KEEPALIVE: Final = 30.0
+
+
+def packet_transport(verify: ssl.SSLContext | bool = True) -> LaneTransport:
+    """A transport for the client of `PacketFetcher`s: a connection per fetch at once to the
+    API and to the object store, kept open between pages, so packets never wait for a TCP
+    (and TLS) handshake once it is warm, and each request costs O(1) in its pool."""
+    return LaneTransport(verify=verify, keepalive_expiry=PACKET_KEEPALIVE)
+
+
 class _Retry(Exception):
     """A failure worth another attempt (network error, 5xx, 429)."""
 
@@ -294,7 +315,7 @@ class PacketFetcher:
         headers: Mapping[str, str],
         *,
         attempts: int = 5,
-        concurrency: int = 8,
+        concurrency: int = PACKET_CONCURRENCY,
         timeout: float = 30.0,
         initial_delay: float = 0.5,
         max_delay: float = 5.0,

@@ -132,10 +132,14 @@ class Feed:
 
 
 def sources_for(
-    feeds: Iterable[Feed], client: httpx.AsyncClient
+    feeds: Iterable[Feed],
+    client: httpx.AsyncClient,
+    *,
+    packets: httpx.AsyncClient | None = None,
 ) -> list[RunSource | ElectricSource]:
-    """The engine sources of `feeds`, in order. Offloaded packets are fetched with `client`,
-    by one fetcher per Trigger.dev API and token (its concurrency bounds them all)."""
+    """The engine sources of `feeds`, in order. Offloaded packets are fetched with
+    `packets` (default: `client`; see `packet_transport` for a pool that suits them), by
+    one fetcher per Trigger.dev API and token (its concurrency bounds them all)."""
     fetchers: dict[TriggerConfig, PacketFetcher] = {}
     sources: list[RunSource | ElectricSource] = []
     for feed in feeds:
@@ -146,7 +150,7 @@ def sources_for(
         config = feed.trigger
         assert config is not None  # checked by Feed
         if config not in fetchers:
-            fetchers[config] = PacketFetcher(client, config.api_url, config.headers())
+            fetchers[config] = PacketFetcher(packets or client, config.api_url, config.headers())
         sources.append(
             RunSource(
                 spec.kind,
