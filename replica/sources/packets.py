@@ -441,55 +441,63 @@ Waiter = tuple[dict[str, Any], Literal["payload", "output"], str, str | None]
 
 
 class PacketLoader:
-    """Fills the offloaded packets of row values: from the cache, else by downloads that run
-    concurrently for a whole batch. Until a download succeeds the row says where the packet
-    is (`<column>_ref`, type `application/store`), never what it holds (the column is NULL)."""
+    """Fills the offloaded packets of row values: from the cache, else by a download started
+    at once, which fills every row waiting for that path when it arrives. Until then (and
+    for good if it fails) the row says where the packet is (`<column>_ref`, type
+    `application/store`), never what it holds (the column is NULL).
+
+    Downloads run as tasks bounded by the fetcher's concurrency; a path already downloading
+    is not asked for twice. Whoever writes the rows awaits the tasks `fill` hands out first.
+    """
 
     def __init__(self, fetcher: PacketFetcher | None, cache: PacketCache | None = None) -> None:
         self.fetcher = fetcher
         self.cache = cache if cache is not None else PacketCache()
+        self._downloading: dict[str, tuple[asyncio.Task[None], list[Waiter]]] = {}
 
-    def fill(self, waiter: Waiter, path: str, pending: dict[str, list[Waiter]]) -> None:
+    def fill(self, waiter: Waiter, path: str, pending: list[asyncio.Task[None]]) -> None:
         """Set the packet at `path` into the waiter's values from the cache, or mark it
-        offloaded and add it to `pending`, for `load` once the batch is read."""
-        values, column, _, _ = waiter
+        offloaded and start (or join) its download, whose task is added to `pending`: the
+        waiter's values are complete once that task is done. The task never raises (a
+        failed download is logged and leaves the mark) unless it is cancelled."""
+        values, column, label, _ = waiter
         cached = self.cache.get(path)
         if cached is not None:
             values[column], values[f"{column}_type"] = cached
             values[f"{column}_ref"] = None
             return
         values[column], values[f"{column}_type"], values[f"{column}_ref"] = None, STORE_TYPE, path
-        pending.setdefault(path, []).append(waiter)
-
-    async def load(self, pending: Mapping[str, list[Waiter]]) -> None:
-        """Download every pending packet concurrently and fill the rows waiting for it.
-
-        A failure is logged with the run id and leaves those rows as `fill` marked them."""
         if self.fetcher is None:
-            logger.warning("%d offloaded packet(s) not fetched: no fetcher", len(pending))
+            logger.warning("run %s: offloaded %s %r not fetched: no fetcher", label, column, path)
             return
-        fetcher, paths = self.fetcher, list(pending)
-        results = await asyncio.gather(
-            *(fetcher.fetch(pending[p][0][3], pending[p][0][1], p) for p in paths),
-            return_exceptions=True,
-        )
-        for path, result in zip(paths, results, strict=True):
-            _, which, label, _ = pending[path][0]
-            if not isinstance(result, tuple):
-                if not isinstance(result, Exception):
-                    raise result  # cancellation is not a failed download
+        downloading = self._downloading.get(path)
+        if downloading is None:
+            download = self._download(self.fetcher, path, waiter)
+            downloading = (asyncio.get_running_loop().create_task(download), [])
+            self._downloading[path] = downloading
+        downloading[1].append(waiter)
+        pending.append(downloading[0])
+
+    async def _download(self, fetcher: PacketFetcher, path: str, first: Waiter) -> None:
+        _, which, label, run_id = first
+        try:
+            try:
+                data, content_type = await fetcher.fetch(run_id, which, path)
+            except Exception as exc:
                 logger.warning(
                     "run %s: offloaded %s %r not fetched (%s); its path is kept in %s_ref",
-                    label, which, path, result, which,
+                    label, which, path, exc, which,
                 )  # fmt: skip
-                continue
-            data, content_type = result
+                return
 
-            def problem(message: str, label: str = label, which: str = which) -> None:
+            def problem(message: str) -> None:
                 logger.warning("run %s, %s: %s", label, which, message)
 
             text = packet_json(data, content_type, on_problem=problem)
             self.cache.put(path, text, content_type)
-            for values, column, _, _ in pending[path]:
+            # No await from here on: a row that asks for `path` now finds it in the cache.
+            for values, column, _, _ in self._downloading[path][1]:
                 values[column], values[f"{column}_type"] = text, content_type
                 values[f"{column}_ref"] = None
+        finally:
+            del self._downloading[path]

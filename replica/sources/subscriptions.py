@@ -8,6 +8,7 @@ a `label` for humans, the `shape` to request and the local table it fills.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,12 +73,18 @@ class RunSource:
         return RUNS
 
     async def rows(
-        self, changes: Sequence[ChangeMessage], table: TableSpec, lookup: Any
+        self,
+        changes: Sequence[ChangeMessage],
+        table: TableSpec,
+        lookup: Any,
+        pending: list[asyncio.Task[None]],
     ) -> list[RowChange]:
+        """`runs` rows; their offloaded packets are downloading in the tasks added to
+        `pending` (see `RunMapper.map_started`)."""
         if self._mapper is None:
             # Partial updates may need the stored packet types of a run.
             self._mapper = RunMapper(self._packets, lambda key: lookup(RUNS.name, key))
-        rows = await self._mapper.map(changes)
+        rows = self._mapper.map_started(changes, pending)
         if self.stops_on_completion:
             for row in rows:
                 finished = row.values.get("finished_at")
