@@ -72,15 +72,7 @@ class ShardedTransport(httpx.AsyncBaseTransport):
             max_connections=None, max_keepalive_connections=None, keepalive_expiry=1.0
         )
         options.setdefault("limits", limits)
-        verify = options.get("verify", True)
-        if not isinstance(verify, ssl.SSLContext):
-            # One TLS context for all the shards: building one loads the CA bundle, ~45 ms
-            # each, so 64 of them made every `replica sync` start 3 s late.
-            options["verify"] = httpx.create_ssl_context(
-                verify=verify,
-                cert=options.pop("cert", None),
-                trust_env=options.get("trust_env", True),
-            )
+        _share_tls_context(options)
         self._shards = [httpx.AsyncHTTPTransport(**options) for _ in range(shards)]
 
     def _shard(self, request: httpx.Request) -> httpx.AsyncHTTPTransport:
@@ -91,11 +83,28 @@ class ShardedTransport(httpx.AsyncBaseTransport):
         return await self._shard(request).handle_async_request(request)
 
     async def aclose(self) -> None:
-        for shard in self._shards:
-            try:
-                await shard.aclose()
-            except Exception as exc:  # closing must go on with the other shards
-                log.debug("closing a connection pool failed: %s", exc)
+        await _close_all(self._shards)
+
+
+def _share_tls_context(options: dict[str, Any]) -> None:
+    """Make the transport options' `verify` one TLS context for all the pools built from
+    them: building one loads the CA bundle, ~45 ms each, so 64 of them made every
+    `replica sync` start 3 s late."""
+    verify = options.get("verify", True)
+    if not isinstance(verify, ssl.SSLContext):
+        options["verify"] = httpx.create_ssl_context(
+            verify=verify,
+            cert=options.pop("cert", None),
+            trust_env=options.get("trust_env", True),
+        )
+
+
+async def _close_all(pools: list[httpx.AsyncHTTPTransport]) -> None:
+    for pool in pools:
+        try:
+            await pool.aclose()
+        except Exception as exc:  # closing must go on with the other pools
+            log.debug("closing a connection pool failed: %s", exc)
 
 
 Origin = tuple[bytes, bytes, int | None]
@@ -115,13 +124,7 @@ class LaneTransport(httpx.AsyncBaseTransport):
         options["limits"] = httpx.Limits(
             max_connections=1, max_keepalive_connections=1, keepalive_expiry=keepalive_expiry
         )
-        verify = options.get("verify", True)
-        if not isinstance(verify, ssl.SSLContext):  # one CA bundle load for all the lanes
-            options["verify"] = httpx.create_ssl_context(
-                verify=verify,
-                cert=options.pop("cert", None),
-                trust_env=options.get("trust_env", True),
-            )
+        _share_tls_context(options)
         self._options = options
         self._free: dict[Origin, list[httpx.AsyncHTTPTransport]] = {}
         self._lanes: list[httpx.AsyncHTTPTransport] = []
@@ -151,11 +154,7 @@ class LaneTransport(httpx.AsyncBaseTransport):
         return response
 
     async def aclose(self) -> None:
-        for lane in self._lanes:
-            try:
-                await lane.aclose()
-            except Exception as exc:  # closing must go on with the other lanes
-                log.debug("closing a connection failed: %s", exc)
+        await _close_all(self._lanes)
         self._lanes.clear()
         self._free.clear()
 
