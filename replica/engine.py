@@ -292,20 +292,21 @@ class Engine:
             )
             written = (record.handle, record.offset, time.monotonic())
             pages = stream.pages()
-            # The page being applied, and the next one, read ahead (see `_read_ahead`) with
-            # the downloads its rows wait for.
+            # The page being applied and the next one, read ahead (see `_read_ahead`), with
+            # the downloads their rows wait for.
             mapped: _Mapped | None = None
+            pending: list[asyncio.Task[None]] = []
             ahead: asyncio.Task[_Mapped] | None = None
             ahead_pending: list[asyncio.Task[None]] = []
             try:
                 while True:
                     try:
                         if ahead is None:
-                            mapped = None
+                            mapped, pending = None, []
                             page = await self._next_page(pages, complete_at)
                         else:
                             mapped = await ahead
-                            ahead, page = None, mapped.page
+                            ahead, page, pending = None, mapped.page, mapped.pending
                     except StopAsyncIteration:
                         break
                     except asyncio.TimeoutError:  # the finished run's grace period is over
@@ -321,7 +322,7 @@ class Engine:
                         await self._now_in(progress, shape_id, "live")
                         continue
                     if mapped is None:
-                        mapped = await self._map_page(source, page, table, [])
+                        mapped = await self._map_page(source, page, table, pending)
                     if mapped.pending and not page.up_to_date:
                         ahead_pending = []
                         ahead = asyncio.create_task(
@@ -359,7 +360,7 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             finally:
-                await _abandon(mapped, ahead, ahead_pending)
+                await _abandon(pending, ahead, ahead_pending)
                 await pages.aclose()
             progress.done = True
             return
@@ -604,15 +605,15 @@ class _Mapped:
 
 
 async def _abandon(
-    mapped: _Mapped | None,
+    pending: list[asyncio.Task[None]],
     ahead: asyncio.Task[_Mapped] | None,
     ahead_pending: list[asyncio.Task[None]],
 ) -> None:
-    """Give up what is in flight when a stream ends: the page not written yet, the page
-    read ahead and the downloads they wait for are cancelled (the ones done are left
-    alone), and over before this returns. (Pages may share a download, so they are
-    given up together.)"""
-    tasks: list[asyncio.Future[Any]] = [*(mapped.pending if mapped else ()), *ahead_pending]
+    """Give up what is in flight when a stream ends: the downloads of the page not written
+    yet (`pending`), the page read ahead and its downloads are cancelled (the ones done
+    are left alone), and over before this returns. (Pages may share a download, so they
+    are given up together.)"""
+    tasks: list[asyncio.Future[Any]] = [*pending, *ahead_pending]
     if ahead is not None:
         tasks.append(ahead)
     for task in tasks:

@@ -355,9 +355,15 @@ class RunMapper:
 
     async def map(self, changes: Sequence[ChangeMessage]) -> list[RowChange]:
         """Map one batch in order, its offloaded packets fetched concurrently (see
-        `map_started`, which this awaits the downloads of)."""
+        `map_started`, which this awaits the downloads of; a batch that does not map
+        cancels those it started)."""
         pending: list[asyncio.Task[None]] = []
-        out = self.map_started(changes, pending)
+        try:
+            out = self.map_started(changes, pending)
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            raise
         if pending:
             await asyncio.gather(*pending)
         return out

@@ -22,6 +22,7 @@ import pytest
 
 import replica
 from replica.engine import MAP_SLICE, Engine
+from replica.protocol.backoff import Backoff
 from replica.sources.packets import packet_transport
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
@@ -107,6 +108,14 @@ def stored(db: Path) -> tuple[str | None, dict[str, tuple[Any, Any]]]:
     finally:
         conn.close()
     return (offset[0] if offset else None), {r[0]: (r[1], r[2]) for r in rows}
+
+
+def downloads_running() -> list[asyncio.Task[Any]]:
+    return [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "") == "PacketLoader._download"
+    ]
 
 
 async def sync_once(server: ScriptedServer, db: Path) -> bool:
@@ -216,10 +225,35 @@ async def test_stopping_while_two_pages_wait_for_packets_writes_nothing(tmp_path
                 await asyncio.wait_for(both_waiting.wait(), PATIENCE)
                 engine.stop()
                 assert await asyncio.wait_for(syncing, PATIENCE)
-            downloads = [
-                task
-                for task in asyncio.all_tasks()
-                if task.get_coro().__qualname__ == "PacketLoader._download"  # type: ignore[union-attr]
-            ]
-            assert downloads == []
+            assert downloads_running() == []
+    assert stored(db) == ("-1", {})
+
+
+async def test_a_page_that_does_not_map_cancels_the_downloads_it_started(tmp_path: Path) -> None:
+    """A row that does not map (an insert without its task) after one whose download has
+    started: nothing is written, the shape fails after its retries, and no download is
+    left running."""
+    db = tmp_path / "r.db"
+    broken = run_row(1)
+    del broken["value"]["taskIdentifier"]
+    downloads = 0
+
+    async def hang(request: Request) -> None:
+        nonlocal downloads
+        downloads += 1
+        await asyncio.Event().wait()
+
+    upstream = Upstream([[run_row(0, offloaded=True), broken]], hang)
+    async with ScriptedServer(upstream) as server:
+        upstream.base = server.url
+        feed = replica.tag(TAG, token="tr_dev_x", api_url=server.url)
+        async with httpx.AsyncClient() as client:
+            with Store(db) as store:
+                retry = Backoff(initial=0.001, maximum=0.001, max_retries=2)
+                engine = Engine(store, client, once=True, retry=retry)
+                ok = await asyncio.wait_for(engine.run(sources_for([feed], client)), PATIENCE)
+            assert not ok and downloads >= 1
+            [error] = engine.failed.values()
+            assert "taskIdentifier" in str(error)
+            assert downloads_running() == []
     assert stored(db) == ("-1", {})
