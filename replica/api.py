@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import threading
+import urllib.request
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -41,6 +42,7 @@ from replica.notify.subscriptions import Subscription, checked_terms
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
 from replica.run_queries import select_runs
 from replica.settings import default_db
+from replica.sources.packets import packet_transport
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from replica.store.database import connect, migrate
@@ -446,7 +448,8 @@ class Replica:
         client: httpx.AsyncClient | None = None,
     ) -> bool:
         """`sync()` for async code: runs until up to date (`once`), `stop_sync()` or
-        cancellation. `client` lets you share an httpx client (TLS settings, proxies)."""
+        cancellation. `client` lets you share an httpx client (TLS settings, proxies);
+        it then fetches the offloaded packets too."""
         return await self._sync(
             feeds, once=once, verify=verify, keep_others=keep_others, client=client
         )
@@ -466,11 +469,19 @@ class Replica:
         if not feeds:
             raise ReplicaError("nothing to sync", hint="pass feeds: db.sync(replica.tag('x'))")
         async with contextlib.AsyncExitStack() as stack:
+            packets = None
             if client is None:
+                timeout = httpx.Timeout(60.0, connect=10.0)
+                tls = httpx.create_ssl_context(verify=verify)
                 client = await stack.enter_async_context(
-                    httpx.AsyncClient(verify=verify, timeout=httpx.Timeout(60.0, connect=10.0))
+                    httpx.AsyncClient(verify=tls, timeout=timeout)
                 )
-            sources = sources_for(feeds, client)
+                if not urllib.request.getproxies():  # else the main client's proxy is used
+                    # Offloaded packets have their own pool, kept warm between pages.
+                    packets = await stack.enter_async_context(
+                        httpx.AsyncClient(timeout=timeout, transport=packet_transport(tls))
+                    )
+            sources = sources_for(feeds, client, packets=packets)
             store = stack.enter_context(Store(self.path))
             engine = Engine(store, client, once=once, on_commit=self.notify_committed)
             loop = asyncio.get_running_loop()

@@ -2,8 +2,11 @@
 
 Each subscription is an asyncio task following its shape with a `ShapeStream` (sharing one
 httpx client); every page goes to the store in a single writer thread, so SQLite work never
-blocks the event loop and writes never interleave. Failures of one subscription (bad data,
-refusals) are retried or reported in its status without disturbing the others.
+blocks the event loop and writes never interleave. A page whose rows wait for offloaded
+packets lets the next page be read and mapped meanwhile (its downloads start too); pages are
+still committed one at a time, in order, each once its rows are complete. Failures of one
+subscription (bad data, refusals) are retried or reported in its status without disturbing
+the others.
 """
 
 from __future__ import annotations
@@ -76,9 +79,15 @@ class Source(Protocol):
         ...
 
     async def rows(
-        self, changes: Sequence[ChangeMessage], table: TableSpec, lookup: Lookup
+        self,
+        changes: Sequence[ChangeMessage],
+        table: TableSpec,
+        lookup: Lookup,
+        pending: list[asyncio.Task[None]],
     ) -> list[RowChange]:
-        """Wire changes as local row changes."""
+        """Wire changes as local row changes. Values that are still on their way (offloaded
+        packets) are filled in by tasks added to `pending`: the rows are complete, and may
+        be written, once those are done."""
         ...
 
     def done_polling_at(self) -> float | None:
@@ -283,10 +292,21 @@ class Engine:
             )
             written = (record.handle, record.offset, time.monotonic())
             pages = stream.pages()
+            # The page being applied and the next one, read ahead (see `_read_ahead`), with
+            # the downloads their rows wait for.
+            mapped: _Mapped | None = None
+            pending: list[asyncio.Task[None]] = []
+            ahead: asyncio.Task[_Mapped] | None = None
+            ahead_pending: list[asyncio.Task[None]] = []
             try:
                 while True:
                     try:
-                        page = await self._next_page(pages, complete_at)
+                        if ahead is None:
+                            mapped, pending = None, []
+                            page = await self._next_page(pages, complete_at)
+                        else:
+                            mapped = await ahead
+                            ahead, page, pending = None, mapped.page, mapped.pending
                     except StopAsyncIteration:
                         break
                     except asyncio.TimeoutError:  # the finished run's grace period is over
@@ -301,7 +321,16 @@ class Engine:
                         timer.reset()
                         await self._now_in(progress, shape_id, "live")
                         continue
-                    table = await self._apply(source, shape_id, page, table)
+                    if mapped is None:
+                        mapped = await self._map_page(source, page, table, pending)
+                    if mapped.pending and not page.up_to_date:
+                        ahead_pending = []
+                        ahead = asyncio.create_task(
+                            self._read_ahead(
+                                pages, source, mapped.table, complete_at, ahead_pending
+                            )
+                        )
+                    table = await self._apply(source, shape_id, mapped)
                     if page.position.handle != written[0]:
                         handle_since = now_iso()
                     written = (page.position.handle, page.position.offset, time.monotonic())
@@ -331,6 +360,7 @@ class Engine:
                 await asyncio.sleep(delay)
                 continue
             finally:
+                await _abandon(pending, ahead, ahead_pending)
                 await pages.aclose()
             progress.done = True
             return
@@ -384,18 +414,48 @@ class Engine:
         if self.on_state is not None:
             self.on_state()
 
-    async def _apply(
-        self, source: Source, shape_id: int, page: Batch, table: TableSpec | None
-    ) -> TableSpec:
-        """Map one page and commit it with its position; the table in effect after it."""
-        progress = self.progress[source.key]
+    async def _read_ahead(
+        self,
+        pages: AsyncIterator[Batch],
+        source: Source,
+        table: TableSpec,
+        deadline: float | None,
+        pending: list[asyncio.Task[None]],
+    ) -> _Mapped:
+        """The stream's next page, mapped (its downloads started, their tasks in `pending`)
+        while the current page waits for its packets: the request, the parsing and the
+        mapping of one page overlap the downloads of the one before. One page at most is
+        read ahead, and only inside a snapshot or catch-up (after a page that is not up to
+        date), so a live shape's long-polls never start before what came before them is
+        written. A failure here surfaces when the loop takes the page, after the current
+        one is committed."""
+        page = await self._next_page(pages, deadline)
+        return await self._map_page(source, page, table, pending)
+
+    async def _map_page(
+        self,
+        source: Source,
+        page: Batch,
+        table: TableSpec | None,
+        pending: list[asyncio.Task[None]],
+    ) -> _Mapped:
+        """A page mapped for its table, the tasks still filling its rows in `pending`."""
         table = await self._table_for(source, page.position.schema, table)
-        progress.received += len(page.changes)
-        changes = await self._map(source, page.changes, table)
+        self.progress[source.key].received += len(page.changes)
+        changes = await self._map(source, page.changes, table, pending)
+        return _Mapped(page, table, changes, pending)
+
+    async def _apply(self, source: Source, shape_id: int, mapped: _Mapped) -> TableSpec:
+        """Commit a mapped page with its position once its rows are complete; the table in
+        effect after it."""
+        progress = self.progress[source.key]
+        page = mapped.page
+        if mapped.pending:
+            await asyncio.gather(*mapped.pending)
         result = await self._write(
             self.store.apply,
             shape_id,
-            changes,
+            mapped.changes,
             position=page.position.to_dict(),
             up_to_date=page.up_to_date,
             reset=page.reset,
@@ -405,7 +465,7 @@ class Engine:
             await self._committed(result.last_seq, result.changes)
         if page.up_to_date or page.reset:
             await self._now_in(progress, shape_id, "live" if page.up_to_date else "refetching")
-        return table
+        return mapped.table
 
     async def _now_in(self, progress: ShapeProgress, shape_id: int, state: str) -> None:
         """A page arrived and the shape is in `state`: recorded (error cleared) if new."""
@@ -416,16 +476,23 @@ class Engine:
                 self.on_state()
 
     async def _map(
-        self, source: Source, wire: list[ChangeMessage], table: TableSpec
+        self,
+        source: Source,
+        wire: list[ChangeMessage],
+        table: TableSpec,
+        pending: list[asyncio.Task[None]],
     ) -> list[RowChange]:
         """Map a page's wire changes, emptying `wire` slice by slice as it goes: a page can
         hold thousands of rows, and each wire row is freed once its local row is made, so
-        a page is never held in memory twice."""
+        a page is never held in memory twice. Downloads the rows wait for go to `pending`;
+        once some are under way, each slice lets them make progress before the next."""
         mapped: list[RowChange] = []
         while wire:
             piece = wire[:MAP_SLICE]
             del wire[:MAP_SLICE]
-            mapped += await source.rows(piece, table, self._lookup)
+            mapped += await source.rows(piece, table, self._lookup, pending)
+            if pending and wire:
+                await asyncio.sleep(0)
         return mapped
 
     async def _table_for(
@@ -532,6 +599,34 @@ class Engine:
         """Run a store call in the single writer thread."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
+
+
+@dataclass(slots=True)
+class _Mapped:
+    """A page mapped for its table: its rows, and the tasks still filling them in."""
+
+    page: Batch
+    table: TableSpec
+    changes: list[RowChange]
+    pending: list[asyncio.Task[None]]
+
+
+async def _abandon(
+    pending: list[asyncio.Task[None]],
+    ahead: asyncio.Task[_Mapped] | None,
+    ahead_pending: list[asyncio.Task[None]],
+) -> None:
+    """Give up what is in flight when a stream ends: the downloads of the page not written
+    yet (`pending`), the page read ahead and its downloads are cancelled (the ones done
+    are left alone), and over before this returns. (Pages may share a download, so they
+    are given up together.)"""
+    tasks: list[asyncio.Future[Any]] = [*pending, *ahead_pending]
+    if ahead is not None:
+        tasks.append(ahead)
+    for task in tasks:
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _days(seconds: float) -> str:

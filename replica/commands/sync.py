@@ -24,6 +24,7 @@ from replica.errors import ReplicaError
 from replica.notify.retention import parse_duration
 from replica.protocol.transport import ShardedTransport
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
+from replica.sources.packets import packet_transport
 from replica.sources.specs import (
     BatchSpec,
     ElectricSpec,
@@ -359,11 +360,16 @@ async def _run(
 ) -> dict[str, ReplicaError]:
     """Sync until done or stopped; the subscriptions that failed (label -> error)."""
     timeout = httpx.Timeout(60.0, connect=10.0)
+    tls = httpx.create_ssl_context(verify=verify)  # loading the CA bundle takes ~45 ms
     # One connection pool per group of shapes: a single pool's bookkeeping grows with the
-    # square of the live shapes (see replica.protocol.transport).
-    transport = ShardedTransport(verify=verify)
-    async with httpx.AsyncClient(timeout=timeout, transport=transport) as client:
-        sources = sources_for(plan.feeds(), client)
+    # square of the live shapes (see replica.protocol.transport). Offloaded packets have
+    # their own pool, kept warm between pages.
+    transport = ShardedTransport(verify=tls)
+    async with (
+        httpx.AsyncClient(timeout=timeout, transport=transport) as client,
+        httpx.AsyncClient(timeout=timeout, transport=packet_transport(tls)) as packets,
+    ):
+        sources = sources_for(plan.feeds(), client, packets=packets)
         with Store(db_path) as store:
             engine = Engine(store, client, once=once, resume_within=resume_within)
             loop = asyncio.get_running_loop()
@@ -372,7 +378,9 @@ async def _run(
             progress = Progress(engine, live_line=sys.stderr.isatty())
             background = [asyncio.create_task(progress.run())]
             if not once:
-                background.append(asyncio.create_task(_follow_config(engine, plan, client)))
+                background.append(
+                    asyncio.create_task(_follow_config(engine, plan, client, packets))
+                )
             # With a config file, the sync lasts even when every feed has ended: an edit
             # may add some.
             until_stopped = plan.config is not None and not once
@@ -390,7 +398,9 @@ async def _run(
     }
 
 
-async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient) -> None:
+async def _follow_config(
+    engine: Engine, plan: _Plan, client: httpx.AsyncClient, packets: httpx.AsyncClient
+) -> None:
     """Add and remove subscriptions as the config file changes, is made or removed (a bad
     edit is logged and ignored: the running subscriptions stay)."""
     path = plan.config_path.resolve()
@@ -413,7 +423,8 @@ async def _follow_config(engine: Engine, plan: _Plan, client: httpx.AsyncClient)
         seen = stamp
         try:
             config = config_file.load(path) if stamp is not None else config_file.Config()
-            wanted = {s.key: s for s in sources_for(plan.config_feeds(config), client)}
+            feeds = plan.config_feeds(config)
+            wanted = {s.key: s for s in sources_for(feeds, client, packets=packets)}
         except ReplicaError as exc:
             log.error(
                 "%s changed but cannot be used: %s; keeping the current subscriptions",

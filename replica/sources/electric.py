@@ -7,6 +7,7 @@ arrays → JSON text, everything else → TEXT as Postgres prints it.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 import math
@@ -242,9 +243,13 @@ class ElectricSource:
         return table_spec(self.table_name, schema, keep_detached=bool(self.keep_detached))
 
     async def rows(
-        self, changes: Sequence[ChangeMessage], table: TableSpec, lookup: Any
+        self,
+        changes: Sequence[ChangeMessage],
+        table: TableSpec,
+        lookup: Any,
+        pending: list[asyncio.Task[None]],
     ) -> list[RowChange]:
-        """Wire changes as rows of `table`."""
+        """Wire changes as rows of `table` (complete at once: `pending` gets nothing)."""
         if self._mapper is None or self._mapper.spec is not table:
             self._mapper = ElectricMapper(table)
         return self._mapper.map(changes)

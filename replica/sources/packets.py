@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import logging
 import math
+import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -22,11 +23,13 @@ import orjson
 
 from replica.errors import ProtocolError, RetriesExhaustedError
 from replica.protocol.replies import credentials, redact
+from replica.protocol.transport import LaneTransport
 from replica.protocol.values import has_long_digit_run
 from replica.sources import superjson
 
 __all__ = [
     "NO_PACKET",
+    "PACKET_CONCURRENCY",
     "STORE_TYPE",
     "PacketCache",
     "PacketFetcher",
@@ -34,6 +37,7 @@ __all__ = [
     "decode_packet",
     "format_utc",
     "packet_json",
+    "packet_transport",
     "to_json_text",
 ]
 
@@ -274,6 +278,23 @@ def _safe_url(url: str) -> str:
     return urlunsplit((scheme, netloc, path, "", ""))
 
 
+#: Packet fetches (presign + download) at once, by default: they are bound by latency (two
+#: round trips each, tens of ms from an object store), not by bandwidth or CPU.
+PACKET_CONCURRENCY: Final = 64
+
+#: Seconds an idle packet connection is kept: long enough to be reused by the next page's
+#: packets, not only by the next request (object stores keep idle connections for a minute
+#: or more; closing them first avoids sending into a closing socket).
+PACKET_KEEPALIVE: Final = 30.0
+
+
+def packet_transport(verify: ssl.SSLContext | bool = True) -> LaneTransport:
+    """A transport for the client of `PacketFetcher`s: a connection per fetch at once to the
+    API and to the object store, kept open between pages, so packets never wait for a TCP
+    (and TLS) handshake once it is warm, and each request costs O(1) in its pool."""
+    return LaneTransport(verify=verify, keepalive_expiry=PACKET_KEEPALIVE)
+
+
 class _Retry(Exception):
     """A failure worth another attempt (network error, 5xx, 429)."""
 
@@ -294,7 +315,7 @@ class PacketFetcher:
         headers: Mapping[str, str],
         *,
         attempts: int = 5,
-        concurrency: int = 8,
+        concurrency: int = PACKET_CONCURRENCY,
         timeout: float = 30.0,
         initial_delay: float = 0.5,
         max_delay: float = 5.0,
@@ -420,55 +441,63 @@ Waiter = tuple[dict[str, Any], Literal["payload", "output"], str, str | None]
 
 
 class PacketLoader:
-    """Fills the offloaded packets of row values: from the cache, else by downloads that run
-    concurrently for a whole batch. Until a download succeeds the row says where the packet
-    is (`<column>_ref`, type `application/store`), never what it holds (the column is NULL)."""
+    """Fills the offloaded packets of row values: from the cache, else by a download started
+    at once, which fills every row waiting for that path when it arrives. Until then (and
+    for good if it fails) the row says where the packet is (`<column>_ref`, type
+    `application/store`), never what it holds (the column is NULL).
+
+    Downloads run as tasks bounded by the fetcher's concurrency; a path already downloading
+    is not asked for twice. Whoever writes the rows awaits the tasks `fill` hands out first.
+    """
 
     def __init__(self, fetcher: PacketFetcher | None, cache: PacketCache | None = None) -> None:
         self.fetcher = fetcher
         self.cache = cache if cache is not None else PacketCache()
+        self._downloading: dict[str, tuple[asyncio.Task[None], list[Waiter]]] = {}
 
-    def fill(self, waiter: Waiter, path: str, pending: dict[str, list[Waiter]]) -> None:
+    def fill(self, waiter: Waiter, path: str, pending: list[asyncio.Task[None]]) -> None:
         """Set the packet at `path` into the waiter's values from the cache, or mark it
-        offloaded and add it to `pending`, for `load` once the batch is read."""
-        values, column, _, _ = waiter
+        offloaded and start (or join) its download, whose task is added to `pending`: the
+        waiter's values are complete once that task is done. The task never raises (a
+        failed download is logged and leaves the mark) unless it is cancelled."""
+        values, column, label, _ = waiter
         cached = self.cache.get(path)
         if cached is not None:
             values[column], values[f"{column}_type"] = cached
             values[f"{column}_ref"] = None
             return
         values[column], values[f"{column}_type"], values[f"{column}_ref"] = None, STORE_TYPE, path
-        pending.setdefault(path, []).append(waiter)
-
-    async def load(self, pending: Mapping[str, list[Waiter]]) -> None:
-        """Download every pending packet concurrently and fill the rows waiting for it.
-
-        A failure is logged with the run id and leaves those rows as `fill` marked them."""
         if self.fetcher is None:
-            logger.warning("%d offloaded packet(s) not fetched: no fetcher", len(pending))
+            logger.warning("run %s: offloaded %s %r not fetched: no fetcher", label, column, path)
             return
-        fetcher, paths = self.fetcher, list(pending)
-        results = await asyncio.gather(
-            *(fetcher.fetch(pending[p][0][3], pending[p][0][1], p) for p in paths),
-            return_exceptions=True,
-        )
-        for path, result in zip(paths, results, strict=True):
-            _, which, label, _ = pending[path][0]
-            if not isinstance(result, tuple):
-                if not isinstance(result, Exception):
-                    raise result  # cancellation is not a failed download
+        downloading = self._downloading.get(path)
+        if downloading is None:
+            download = self._download(self.fetcher, path, waiter)
+            downloading = (asyncio.get_running_loop().create_task(download), [])
+            self._downloading[path] = downloading
+        downloading[1].append(waiter)
+        pending.append(downloading[0])
+
+    async def _download(self, fetcher: PacketFetcher, path: str, first: Waiter) -> None:
+        _, which, label, run_id = first
+        try:
+            try:
+                data, content_type = await fetcher.fetch(run_id, which, path)
+            except Exception as exc:
                 logger.warning(
                     "run %s: offloaded %s %r not fetched (%s); its path is kept in %s_ref",
-                    label, which, path, result, which,
+                    label, which, path, exc, which,
                 )  # fmt: skip
-                continue
-            data, content_type = result
+                return
 
-            def problem(message: str, label: str = label, which: str = which) -> None:
+            def problem(message: str) -> None:
                 logger.warning("run %s, %s: %s", label, which, message)
 
             text = packet_json(data, content_type, on_problem=problem)
             self.cache.put(path, text, content_type)
-            for values, column, _, _ in pending[path]:
+            # No await from here on: a row that asks for `path` now finds it in the cache.
+            for values, column, _, _ in self._downloading[path][1]:
                 values[column], values[f"{column}_type"] = text, content_type
                 values[f"{column}_ref"] = None
+        finally:
+            del self._downloading[path]

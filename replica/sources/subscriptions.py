@@ -8,6 +8,7 @@ a `label` for humans, the `shape` to request and the local table it fills.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -72,12 +73,18 @@ class RunSource:
         return RUNS
 
     async def rows(
-        self, changes: Sequence[ChangeMessage], table: TableSpec, lookup: Any
+        self,
+        changes: Sequence[ChangeMessage],
+        table: TableSpec,
+        lookup: Any,
+        pending: list[asyncio.Task[None]],
     ) -> list[RowChange]:
+        """`runs` rows; their offloaded packets are downloading in the tasks added to
+        `pending` (see `RunMapper.map_started`)."""
         if self._mapper is None:
             # Partial updates may need the stored packet types of a run.
             self._mapper = RunMapper(self._packets, lambda key: lookup(RUNS.name, key))
-        rows = await self._mapper.map(changes)
+        rows = self._mapper.map_started(changes, pending)
         if self.stops_on_completion:
             for row in rows:
                 finished = row.values.get("finished_at")
@@ -132,10 +139,14 @@ class Feed:
 
 
 def sources_for(
-    feeds: Iterable[Feed], client: httpx.AsyncClient
+    feeds: Iterable[Feed],
+    client: httpx.AsyncClient,
+    *,
+    packets: httpx.AsyncClient | None = None,
 ) -> list[RunSource | ElectricSource]:
-    """The engine sources of `feeds`, in order. Offloaded packets are fetched with `client`,
-    by one fetcher per Trigger.dev API and token (its concurrency bounds them all)."""
+    """The engine sources of `feeds`, in order. Offloaded packets are fetched with
+    `packets` (default: `client`; see `packet_transport` for a pool that suits them), by
+    one fetcher per Trigger.dev API and token (its concurrency bounds them all)."""
     fetchers: dict[TriggerConfig, PacketFetcher] = {}
     sources: list[RunSource | ElectricSource] = []
     for feed in feeds:
@@ -146,7 +157,7 @@ def sources_for(
         config = feed.trigger
         assert config is not None  # checked by Feed
         if config not in fetchers:
-            fetchers[config] = PacketFetcher(client, config.api_url, config.headers())
+            fetchers[config] = PacketFetcher(packets or client, config.api_url, config.headers())
         sources.append(
             RunSource(
                 spec.kind,

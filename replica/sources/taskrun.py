@@ -7,6 +7,7 @@ is neutral `RowChange`s for `replica.tables.RUNS`; nothing here knows about SQLi
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import datetime as dt
 import json
@@ -24,7 +25,6 @@ from replica.sources.packets import (
     STORE_TYPE,
     PacketFetcher,
     PacketLoader,
-    Waiter,
     format_utc,
     packet_json,
     to_json_text,
@@ -354,17 +354,32 @@ class RunMapper:
         self._facts: OrderedDict[str, dict[str, Any]] = OrderedDict()
 
     async def map(self, changes: Sequence[ChangeMessage]) -> list[RowChange]:
-        """Map one batch in order; its offloaded packets are fetched concurrently.
+        """Map one batch in order, its offloaded packets fetched concurrently (see
+        `map_started`, which this awaits the downloads of; a batch that does not map
+        cancels those it started)."""
+        pending: list[asyncio.Task[None]] = []
+        try:
+            out = self.map_started(changes, pending)
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            raise
+        if pending:
+            await asyncio.gather(*pending)
+        return out
+
+    def map_started(
+        self, changes: Sequence[ChangeMessage], pending: list[asyncio.Task[None]]
+    ) -> list[RowChange]:
+        """Map one batch in order; the downloads of its offloaded packets are started and
+        their tasks added to `pending`. The rows are complete once those are done (a failed
+        download is logged and leaves the path in `payload_ref`/`output_ref`).
 
         Raises `MalformedResponseError` for a change without a string `id`, an insert without
         a never-skippable column, or a value of the wrong type for a typed column. Packet
         problems are logged with the run id and never raised.
         """
-        fetches: dict[str, list[Waiter]] = {}
-        out = [self._change(change, fetches) for change in changes]
-        if fetches:
-            await self._loader.load(fetches)
-        return out
+        return [self._change(change, pending) for change in changes]
 
     def _facts_of(self, key: str) -> dict[str, Any]:
         facts = self._facts.get(key)
@@ -379,7 +394,7 @@ class RunMapper:
     def _stored(self, key: str) -> Mapping[str, Any]:
         return (self._lookup(key) if self._lookup else None) or {}
 
-    def _change(self, change: ChangeMessage, fetches: dict[str, list[Waiter]]) -> RowChange:
+    def _change(self, change: ChangeMessage, pending: list[asyncio.Task[None]]) -> RowChange:
         value, op = change.value, change.operation
         key = value.get("id")
         if not isinstance(key, str) or not key:
@@ -416,7 +431,7 @@ class RunMapper:
         if "status" in value:
             values["db_status"] = value["status"]
         for packet in _PACKETS:
-            self._packet(key, label, facts, value, values, packet, fetches)
+            self._packet(key, label, facts, value, values, packet, pending)
         return RowChange(op, key, values)  # type: ignore[arg-type]  # op checked by the protocol
 
     def _packet(
@@ -427,7 +442,7 @@ class RunMapper:
         value: Mapping[str, Any],
         values: dict[str, Any],
         packet: tuple[str, str, str, str | None],
-        fetches: dict[str, list[Waiter]],
+        pending: list[asyncio.Task[None]],
     ) -> None:
         data_col, type_col, local_type, ref_col = packet
         if type_col in value:
@@ -461,7 +476,7 @@ class RunMapper:
             values[data_col] = None
         else:
             run_id = facts.get("id") or self._stored(key).get("id")
-            self._loader.fill((values, data_col, label, run_id), data, fetches)  # type: ignore[arg-type]
+            self._loader.fill((values, data_col, label, run_id), data, pending)  # type: ignore[arg-type]
 
     def _json(self, label: str, which: str, data: str, kind: str | None) -> str | None:
         def problem(message: str) -> None:

@@ -15,7 +15,8 @@ import pytest
 from replica.errors import ProtocolError, RetriesExhaustedError
 from replica.sources import NO_PACKET, PacketFetcher, decode_packet, to_json_text
 from replica.sources.packets import PacketCache, format_utc
-from tests.sources.helpers import B_PATH, B_PAYLOAD, PacketsServer, b_objects
+from replica.sources.taskrun import RunMapper
+from tests.sources.helpers import B_PATH, B_PAYLOAD, PacketsServer, b_objects, message
 from tests.support.scripted_server import Reply, Request, ScriptedServer
 from tests.support.waiting import PATIENCE
 
@@ -401,3 +402,41 @@ async def test_a_refusal_that_quotes_the_request_keeps_its_secrets() -> None:
     text = str(err)
     assert "denied: Bearer ***" in text and "HTTP 403" in text
     assert "tr_dev_x" not in text
+
+
+@pytest.mark.anyio
+async def test_a_packet_downloading_is_not_asked_for_again() -> None:
+    """Two batches mapped while the first's download is held: the second joins it, and
+    both rows are complete once it is done."""
+    held = asyncio.Event()
+    downloads = 0
+    packets_server = PacketsServer(b_objects())
+
+    async def handler(request: Request) -> Reply:
+        nonlocal downloads
+        if request.path.startswith("/objects/"):
+            downloads += 1
+            await asyncio.wait_for(held.wait(), PATIENCE)
+        return packets_server(request)
+
+    server = await serve(handler)
+    packets_server.base = server.url
+    row = {"id": "c1", "friendlyId": B_PATH.split("/")[0], "payloadType": "application/store"}
+    try:
+        async with httpx.AsyncClient() as client:
+            mapper = RunMapper(fetcher(client, server))
+            first: list[asyncio.Task[None]] = []
+            second: list[asyncio.Task[None]] = []
+            [one] = mapper.map_started([message("update", **row, payload=B_PATH)], first)
+            [two] = mapper.map_started([message("update", **row, payload=B_PATH)], second)
+            assert one.values["payload_ref"] == two.values["payload_ref"] == B_PATH
+            while not downloads:  # noqa: ASYNC110 - the download is asked for
+                await asyncio.sleep(0.01)
+            held.set()
+            await asyncio.gather(*first, *second)
+    finally:
+        await server.__aexit__()
+    assert downloads == 1
+    for change in (one, two):
+        assert json.loads(change.values["payload"]) == B_PAYLOAD
+        assert change.values["payload_ref"] is None

@@ -40,6 +40,8 @@ class Request:
     method: str
     target: str
     headers: dict[str, str]
+    #: Which TCP connection carried it (1 for the first the server accepted, ...).
+    connection: int = 0
 
     @property
     def path(self) -> str:
@@ -96,6 +98,8 @@ class ScriptedServer:
         self._server: asyncio.base_events.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.port = 0
+        #: TCP connections accepted so far.
+        self.connections = 0
 
     @property
     def url(self) -> str:
@@ -118,11 +122,14 @@ class ScriptedServer:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        self.connections += 1
+        connection = self.connections
         try:
             while True:
                 request = await _read_request(reader)
                 if request is None:
                     return
+                request.connection = connection
                 self.requests.append(request)
                 reply = self.handler(request)
                 if inspect.isawaitable(reply):
