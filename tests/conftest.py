@@ -21,6 +21,13 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Files holding slow tests start first: run in worker processes, the longest tests would
+    # otherwise end the run alone on one worker while the others have nothing left to do.
+    slow = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     # "No tests collected" is not a failure for CI (a fresh checkout may select none).
     if exitstatus == pytest.ExitCode.NO_TESTS_COLLECTED:

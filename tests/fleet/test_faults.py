@@ -13,6 +13,8 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from replica.devserver import DevServer
 
 from .fleet import Fleet, Member, metadata_history, sync_directly
@@ -37,6 +39,7 @@ def write_step(server: DevServer, runs: list[str], step: int) -> None:
         server.set_metadata(run_id, {"step": step})
 
 
+@pytest.mark.slow
 def test_a_rotation_and_stale_snapshots_behind_the_proxy_converge_without_duplicates(
     devserver_factory: Callable[..., DevServer],
     nginx_factory: Callable[..., Nginx],

@@ -19,6 +19,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from replica.devserver import DevServer
 from replica.devserver.simulate import DEMO_TAG, Simulator
 
@@ -46,6 +48,7 @@ def status_of(member: Member, run_id: str) -> str | None:
     return next((row[2] for row in member.rows() if row[0] == run_id), None)
 
 
+@pytest.mark.slow
 def test_fifty_replicas_through_nginx_converge_within_the_live_poll_limit(
     devserver_factory: Callable[..., DevServer],
     nginx_factory: Callable[..., Nginx],
@@ -84,6 +87,7 @@ def test_fifty_replicas_through_nginx_converge_within_the_live_poll_limit(
     assert [m.db.name for m in fleet.members if m.rows() != direct] == []
 
 
+@pytest.mark.slow
 def test_fifty_direct_replicas_are_refused_live_polls(
     devserver_factory: Callable[..., DevServer],
     fleet_factory: Callable[..., Fleet],
