@@ -310,6 +310,11 @@ def test_sigkills_across_ten_shapes_lose_nothing(
         churn.stop()
         churn = None
         scenario.converge(proc, None)
+        # The replica may have equalled the upstream before this process even started: stop
+        # it once it holds the writer lock (its handlers are in place by then; a SIGTERM
+        # while Python is still starting kills it, as it would any program).
+        lock = Path(f"{scenario.db}.lock")
+        wait_for(lambda: lock.read_text().strip() == str(proc.pid), what="the sync's lock")
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 0, scenario.tail()
     finally:
