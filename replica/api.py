@@ -14,7 +14,6 @@ import logging
 import os
 import signal
 import threading
-import urllib.request
 from collections.abc import (
     AsyncIterator,
     Callable,
@@ -40,9 +39,10 @@ from replica.notify.dispatch import Dispatcher
 from replica.notify.live import LiveQuery
 from replica.notify.subscriptions import Subscription, checked_terms
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
+from replica.protocol.client import HttpClient, open_client
 from replica.run_queries import select_runs
 from replica.settings import default_db
-from replica.sources.packets import packet_transport
+from replica.sources.packets import PACKET_KEEPALIVE
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from replica.store.database import connect, migrate
@@ -469,21 +469,18 @@ class Replica:
         if not feeds:
             raise ReplicaError("nothing to sync", hint="pass feeds: db.sync(replica.tag('x'))")
         async with contextlib.AsyncExitStack() as stack:
-            packets = None
-            if client is None:
-                timeout = httpx.Timeout(60.0, connect=10.0)
+            http: HttpClient | httpx.AsyncClient | None = client
+            packets: HttpClient | None = None
+            if http is None:
                 tls = httpx.create_ssl_context(verify=verify)
-                client = await stack.enter_async_context(
-                    httpx.AsyncClient(verify=tls, timeout=timeout)
+                http = await stack.enter_async_context(contextlib.aclosing(open_client(tls)))
+                # Offloaded packets have their own connections, kept warm between pages.
+                packets = await stack.enter_async_context(
+                    contextlib.aclosing(open_client(tls, keepalive_expiry=PACKET_KEEPALIVE))
                 )
-                if not urllib.request.getproxies():  # else the main client's proxy is used
-                    # Offloaded packets have their own pool, kept warm between pages.
-                    packets = await stack.enter_async_context(
-                        httpx.AsyncClient(timeout=timeout, transport=packet_transport(tls))
-                    )
-            sources = sources_for(feeds, client, packets=packets)
+            sources = sources_for(feeds, http, packets=packets)
             store = stack.enter_context(Store(self.path))
-            engine = Engine(store, client, once=once, on_commit=self.notify_committed)
+            engine = Engine(store, http, once=once, on_commit=self.notify_committed)
             loop = asyncio.get_running_loop()
             with self._lock:
                 self._engines.add((engine, loop))

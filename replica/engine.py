@@ -43,6 +43,7 @@ from replica.protocol import (
     StreamOptions,
 )
 from replica.protocol.backoff import Backoff, BackoffTimer
+from replica.protocol.client import HttpClient, as_http_client
 from replica.protocol.deadline import within
 from replica.protocol.messages import ChangeMessage
 from replica.store import ShapeRecord, Store
@@ -144,7 +145,7 @@ class Engine:
     def __init__(
         self,
         store: Store,
-        client: httpx.AsyncClient,
+        client: HttpClient | httpx.AsyncClient,
         *,
         once: bool = False,
         resume_within: float = RESUME_WITHIN,
@@ -154,7 +155,7 @@ class Engine:
         retention: Retention | None = None,
     ) -> None:
         self.store = store
-        self.client = client
+        self.client = as_http_client(client)
         self.once = once
         self.resume_within = resume_within
         base = options or StreamOptions(backoff=ONCE_BACKOFF if once else Backoff())

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import httpx
 
 from replica.commands.common import logging_options, render_table
 from replica.devserver.server import DevServer
 from replica.engine import Engine
 from replica.errors import DatabaseError
 from replica.iso_time import now_iso
+from replica.protocol.client import open_client
 from replica.sources.specs import TagSpec
 from replica.sources.subscriptions import Feed, sources_for
 from replica.sources.trigger import TriggerConfig
@@ -134,7 +134,7 @@ def _made_by_demo(path: Path) -> bool:
 
 
 async def _demo(server: DevServer, path: Path, duration: float | None) -> None:
-    async with httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=10.0)) as client:
+    async with contextlib.aclosing(open_client()) as client:
         config = TriggerConfig(server.secret_key, api_url=server.url)
         sources = sources_for([Feed(TagSpec((DEMO_TAG,)), config)], client)
         with Store(path, lock=False) as store:  # the demo holds the lock itself

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import sys
@@ -22,9 +23,9 @@ from replica.config_file import DEFAULT_CONFIG
 from replica.engine import Engine
 from replica.errors import ReplicaError
 from replica.notify.retention import parse_duration
-from replica.protocol.transport import ShardedTransport
+from replica.protocol.client import HttpClient, open_client
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
-from replica.sources.packets import packet_transport
+from replica.sources.packets import PACKET_KEEPALIVE
 from replica.sources.specs import (
     BatchSpec,
     ElectricSpec,
@@ -359,15 +360,11 @@ async def _run(
     resume_within: float,
 ) -> dict[str, ReplicaError]:
     """Sync until done or stopped; the subscriptions that failed (label -> error)."""
-    timeout = httpx.Timeout(60.0, connect=10.0)
     tls = httpx.create_ssl_context(verify=verify)  # loading the CA bundle takes ~45 ms
-    # One connection pool per group of shapes: a single pool's bookkeeping grows with the
-    # square of the live shapes (see replica.protocol.transport). Offloaded packets have
-    # their own pool, kept warm between pages.
-    transport = ShardedTransport(verify=tls)
+    # Offloaded packets have their own connections, kept warm between pages.
     async with (
-        httpx.AsyncClient(timeout=timeout, transport=transport) as client,
-        httpx.AsyncClient(timeout=timeout, transport=packet_transport(tls)) as packets,
+        contextlib.aclosing(open_client(tls)) as client,
+        contextlib.aclosing(open_client(tls, keepalive_expiry=PACKET_KEEPALIVE)) as packets,
     ):
         sources = sources_for(plan.feeds(), client, packets=packets)
         with Store(db_path) as store:
@@ -399,7 +396,7 @@ async def _run(
 
 
 async def _follow_config(
-    engine: Engine, plan: _Plan, client: httpx.AsyncClient, packets: httpx.AsyncClient
+    engine: Engine, plan: _Plan, client: HttpClient, packets: HttpClient
 ) -> None:
     """Add and remove subscriptions as the config file changes, is made or removed (a bad
     edit is logged and ignored: the running subscriptions stay)."""

@@ -1,4 +1,4 @@
-"""One logical shape request over httpx: timeouts, the live watchdog, and retries.
+"""One logical shape request: timeouts, the live watchdog, and retries.
 
 Network errors, timeouts of non-live requests, 429 and 5xx are retried with back-off (a
 `Retry-After` as floor) until a reply with a usable status comes; a live long-poll held too
@@ -18,7 +18,7 @@ import httpx
 
 from replica.errors import CertificateError, RetriesExhaustedError
 from replica.protocol.backoff import BackoffTimer, parse_retry_after
-from replica.protocol.deadline import within
+from replica.protocol.client import HttpClient
 from replica.protocol.replies import (
     Reply,
     Retryable,
@@ -43,7 +43,7 @@ class ReplyFetcher:
     """Gets the replies of one shape stream's requests, retrying what can be retried."""
 
     def __init__(
-        self, client: httpx.AsyncClient, options: StreamOptions, *, emit: Emit, sleep: Sleep
+        self, client: HttpClient, options: StreamOptions, *, emit: Emit, sleep: Sleep
     ) -> None:
         self.client = client
         self.options = options
@@ -89,25 +89,18 @@ class ReplyFetcher:
         opts = self.options
         shown = redact_url(url)
         log.debug("GET %s", shown)
-        limit = opts.live_timeout if live else opts.request_timeout
-        # httpx's own read timeout sits just above our deadline so the watchdog decides.
-        timeout = httpx.Timeout(
-            connect=opts.connect_timeout, read=limit + 1.0, write=opts.connect_timeout, pool=None
-        )
         started = time.monotonic()
+        limit = opts.live_timeout if live else opts.request_timeout
         try:
+            response = await self.client.get(
+                url, shape.headers, timeout=limit, follow_redirects=True
+            )
+        except httpx.TimeoutException as exc:
             if live:
-                try:
-                    reply = await within(self._fetch(shape, url, timeout), limit)
-                except httpx.TimeoutException:
-                    raise asyncio.TimeoutError from None  # the watchdog's case: re-issue
-            else:
-                try:
-                    reply = await within(self._fetch(shape, url, timeout), opts.request_timeout)
-                except asyncio.TimeoutError:
-                    raise Retryable(
-                        f"request took longer than {opts.request_timeout:.0f} s"
-                    ) from None
+                raise asyncio.TimeoutError from None  # the watchdog's case: re-issue
+            if isinstance(exc, httpx.ReadTimeout):
+                raise Retryable(f"request took longer than {limit:.0f} s") from None
+            raise Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
         except httpx.TransportError as exc:
             problem = certificate_problem(exc)
             if problem is not None:
@@ -118,6 +111,7 @@ class ReplyFetcher:
                     url=shown,
                 ) from exc
             raise Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
+        reply = Reply(response.status, response.headers, response.body, shown)
         log.debug(
             "%s %s in %.3f s: offset=%s handle=%s",
             reply.status,
@@ -132,17 +126,6 @@ class ReplyFetcher:
             detail = brief(without_secrets(reply.body, shape))
             raise Retryable(f"HTTP {status}{' ' + detail if detail else ''}", status, retry_after)
         return reply
-
-    async def _fetch(self, shape: ShapeDefinition, url: str, timeout: httpx.Timeout) -> Reply:
-        request = self.client.build_request(
-            "GET", url, headers=dict(shape.headers), timeout=timeout
-        )
-        response = await self.client.send(request, stream=True, follow_redirects=True)
-        try:
-            body = await response.aread()
-        finally:
-            await response.aclose()
-        return Reply(response.status_code, response.headers, body, redact_url(url))
 
 
 __all__ = ["ReplyFetcher"]

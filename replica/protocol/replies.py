@@ -4,7 +4,7 @@ upstream error, a certificate problem; and error text cleaned of the request's s
 from __future__ import annotations
 
 import ssl
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ class Retryable(Exception):
 @dataclass(slots=True)
 class Reply:
     status: int
-    headers: httpx.Headers
+    headers: Mapping[str, str]
     body: bytes
     url: str
 

@@ -33,6 +33,7 @@ from replica.errors import (
     web_page_title,
 )
 from replica.protocol.backoff import Backoff, BackoffTimer
+from replica.protocol.client import HttpClient, as_http_client
 from replica.protocol.fetch import ReplyFetcher, Sleep
 from replica.protocol.messages import ChangeMessage, parse_body
 from replica.protocol.replies import Reply, out_of_bounds, short_body
@@ -54,7 +55,6 @@ class StreamOptions:
     live_timeout: float = 45.0
     #: Limit for a whole non-live request, body included; then it is retried.
     request_timeout: float = 120.0
-    connect_timeout: float = 10.0
     #: Cached replays of an expired handle tolerated before the one self-heal attempt.
     max_stale_retries: int = 3
     #: Consecutive retries an `on_error` hook may ask for.
@@ -126,7 +126,7 @@ class ShapeStream:
     def __init__(
         self,
         shape: ShapeDefinition,
-        client: httpx.AsyncClient,
+        client: HttpClient | httpx.AsyncClient,
         *,
         position: Position | None = None,
         options: StreamOptions | None = None,
@@ -135,7 +135,7 @@ class ShapeStream:
         sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.shape = shape
-        self.client = client
+        self.client = as_http_client(client)
         self.options = options or StreamOptions()
         self.on_error = on_error
         self.on_event = on_event
@@ -155,7 +155,7 @@ class ShapeStream:
         self._loop_offset: str | None = None
         self._loop_detections = 0
         self._closed = False
-        self._fetcher = ReplyFetcher(client, self.options, emit=self._emit, sleep=sleep)
+        self._fetcher = ReplyFetcher(self.client, self.options, emit=self._emit, sleep=sleep)
 
     # -- public ---------------------------------------------------------------------
 

@@ -11,7 +11,6 @@ import datetime as dt
 import json
 import logging
 import math
-import ssl
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from decimal import Decimal
@@ -22,8 +21,8 @@ import httpx
 import orjson
 
 from replica.errors import ProtocolError, RetriesExhaustedError
+from replica.protocol.client import HttpClient, Response, as_http_client
 from replica.protocol.replies import credentials, redact
-from replica.protocol.transport import LaneTransport
 from replica.protocol.values import has_long_digit_run
 from replica.sources import superjson
 
@@ -37,7 +36,6 @@ __all__ = [
     "decode_packet",
     "format_utc",
     "packet_json",
-    "packet_transport",
     "to_json_text",
 ]
 
@@ -288,13 +286,6 @@ PACKET_CONCURRENCY: Final = 64
 PACKET_KEEPALIVE: Final = 30.0
 
 
-def packet_transport(verify: ssl.SSLContext | bool = True) -> LaneTransport:
-    """A transport for the client of `PacketFetcher`s: a connection per fetch at once to the
-    API and to the object store, kept open between pages, so packets never wait for a TCP
-    (and TLS) handshake once it is warm, and each request costs O(1) in its pool."""
-    return LaneTransport(verify=verify, keepalive_expiry=PACKET_KEEPALIVE)
-
-
 class _Retry(Exception):
     """A failure worth another attempt (network error, 5xx, 429)."""
 
@@ -310,7 +301,7 @@ class PacketFetcher:
 
     def __init__(
         self,
-        client: httpx.AsyncClient,
+        client: HttpClient | httpx.AsyncClient,
         api_url: str,
         headers: Mapping[str, str],
         *,
@@ -322,7 +313,7 @@ class PacketFetcher:
     ) -> None:
         if attempts < 1 or concurrency < 1:
             raise ValueError("attempts and concurrency must be at least 1")
-        self._client = client
+        self._client = as_http_client(client)
         self._api_url = api_url.rstrip("/")
         self._headers = dict(headers)
         self._attempts = attempts
@@ -357,7 +348,7 @@ class PacketFetcher:
         if run_id and self._run_route:
             url = f"{self._api_url}/api/v1/runs/{quote(run_id, safe='')}/packets/{which}"
             response = await self._get(url, api=True, what=what, allow_404=True)
-            if response.status_code == 404:
+            if response.status == 404:
                 self._run_route = False
                 logger.debug("the per-run packets route answered 404; using /api/v1/packets")
                 response = None
@@ -365,22 +356,20 @@ class PacketFetcher:
             url = f"{self._api_url}/api/v1/packets/{quote(path, safe='')}"
             response = await self._get(url, api=True, what=what)
         try:
-            presigned = orjson.loads(response.content).get("presignedUrl")
+            presigned = orjson.loads(response.body).get("presignedUrl")
         except (orjson.JSONDecodeError, AttributeError):
             presigned = None
         if not isinstance(presigned, str) or not presigned:
             raise ProtocolError(
                 f"the answer to {what} has no presignedUrl",
-                url=_safe_url(str(response.url)),
+                url=_safe_url(response.url),
                 hint="the server is not a Trigger.dev API it can talk to; check api_url",
                 cli_hint="the server is not a Trigger.dev API it can talk to; check --api-url",
             )
         # Self-hosted setups may answer with a path relative to the API.
         return urljoin(self._api_url + "/", presigned)
 
-    async def _get(
-        self, url: str, *, api: bool, what: str, allow_404: bool = False
-    ) -> httpx.Response:
+    async def _get(self, url: str, *, api: bool, what: str, allow_404: bool = False) -> Response:
         delay = self._initial_delay
         last = _Retry("not tried")
         for attempt in range(1, self._attempts + 1):
@@ -404,18 +393,14 @@ class PacketFetcher:
         secrets = [*credentials(self._headers), *signature]
         return redact(text.encode(), secrets).decode("utf-8", "replace")
 
-    async def _get_once(self, url: str, *, api: bool, what: str, allow_404: bool) -> httpx.Response:
-        request = self._client.build_request(
-            "GET", url, headers=self._headers if api else None, timeout=self._timeout
-        )
-        if not api:
-            # The client may carry default headers; the object store must never see the token.
-            request.headers.pop("authorization", None)
+    async def _get_once(self, url: str, *, api: bool, what: str, allow_404: bool) -> Response:
+        # Only the API gets the token: the object store must never see it.
+        headers = self._headers if api else None
         try:
-            response = await self._client.send(request)
+            response = await self._client.get(url, headers, timeout=self._timeout)
         except httpx.TransportError as exc:
             raise _Retry(f"{type(exc).__name__}: {exc}") from exc
-        status = response.status_code
+        status = response.status
         if status == 429 or status >= 500:
             raise _Retry(f"HTTP {status}")
         if status < 300 or (status == 404 and allow_404):

@@ -18,6 +18,7 @@ import httpx
 
 from replica.errors import ShapeDefinitionError
 from replica.iso_time import iso, unix_time
+from replica.protocol.client import HttpClient
 from replica.protocol.messages import ChangeMessage
 from replica.protocol.shape import ShapeDefinition
 from replica.sources.electric import ElectricSource
@@ -140,12 +141,12 @@ class Feed:
 
 def sources_for(
     feeds: Iterable[Feed],
-    client: httpx.AsyncClient,
+    client: HttpClient | httpx.AsyncClient,
     *,
-    packets: httpx.AsyncClient | None = None,
+    packets: HttpClient | httpx.AsyncClient | None = None,
 ) -> list[RunSource | ElectricSource]:
     """The engine sources of `feeds`, in order. Offloaded packets are fetched with
-    `packets` (default: `client`; see `packet_transport` for a pool that suits them), by
+    `packets` (default: `client`; see `PACKET_KEEPALIVE` for a pool that suits them), by
     one fetcher per Trigger.dev API and token (its concurrency bounds them all)."""
     fetchers: dict[TriggerConfig, PacketFetcher] = {}
     sources: list[RunSource | ElectricSource] = []

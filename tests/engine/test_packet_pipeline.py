@@ -9,6 +9,7 @@ page asked for); a sync that waited for each slice's or page's packets would nev
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
@@ -23,7 +24,8 @@ import pytest
 import replica
 from replica.engine import MAP_SLICE, Engine
 from replica.protocol.backoff import Backoff
-from replica.sources.packets import packet_transport
+from replica.protocol.client import open_client
+from replica.sources.packets import PACKET_KEEPALIVE
 from replica.sources.subscriptions import sources_for
 from replica.store import Store
 from tests.sources.helpers import DATA
@@ -122,8 +124,8 @@ async def sync_once(server: ScriptedServer, db: Path) -> bool:
     """`replica sync --once` of the tag feed, packets through their own warm pool."""
     feed = replica.tag(TAG, token="tr_dev_x", api_url=server.url)
     async with (
-        httpx.AsyncClient() as client,
-        httpx.AsyncClient(transport=packet_transport()) as packets,
+        contextlib.aclosing(open_client()) as client,
+        contextlib.aclosing(open_client(keepalive_expiry=PACKET_KEEPALIVE)) as packets,
     ):
         with Store(db) as store:
             engine = Engine(store, client, once=True)
