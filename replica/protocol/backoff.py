@@ -26,12 +26,17 @@ class Backoff:
     max_retries: int | None = None
 
 
+_JITTER = random.Random()
+
+
 class BackoffTimer:
     """The running state of one `Backoff` policy: call `next_delay()` per failure."""
 
     def __init__(self, policy: Backoff, rng: random.Random | None = None) -> None:
         self.policy = policy
-        self.rng = rng or random.Random()
+        # The module's generator by default: seeding one costs more than the request that
+        # usually succeeds at once (a timer is made per request).
+        self.rng = rng or _JITTER
         self.attempts = 0
         self._delay = policy.initial
 

@@ -56,7 +56,7 @@ class ReplyFetcher:
         shown = redact_url(url)
         while True:
             try:
-                reply = await self._attempt(shape, url, live)
+                reply = await self._attempt(shape, url, shown, live)
             except Retryable as exc:
                 if timer.exhausted:
                     raise RetriesExhaustedError(
@@ -83,11 +83,10 @@ class ReplyFetcher:
             reply.body = without_secrets(reply.body, shape)
             raise upstream_error(reply, shown)
 
-    async def _attempt(self, shape: ShapeDefinition, url: str, live: bool) -> Reply:
+    async def _attempt(self, shape: ShapeDefinition, url: str, shown: str, live: bool) -> Reply:
         """One try: a reply, or `Retryable`, `asyncio.TimeoutError` (the live watchdog) or
-        `CertificateError`."""
+        `CertificateError`. `shown` is the URL without its secrets."""
         opts = self.options
-        shown = redact_url(url)
         log.debug("GET %s", shown)
         started = time.monotonic()
         limit = opts.live_timeout if live else opts.request_timeout

@@ -14,6 +14,7 @@ callers handle both clients alike. Proxies are httpx's job: see `replica.protoco
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 import ssl
 import time
@@ -66,26 +67,34 @@ class _Target:
 
     @classmethod
     def of(cls, url: str) -> _Target:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"cannot GET {url!r}: only http and https URLs")
-        host = parts.hostname
-        if not host:
-            raise httpx.UnsupportedProtocol(f"cannot GET {url!r}: the URL names no host")
-        try:
-            port = parts.port
-        except ValueError as exc:
-            raise httpx.UnsupportedProtocol(f"cannot GET {url!r}: {exc}") from None
-        default = 443 if scheme == "https" else 80
-        shown = f"[{host}]" if ":" in host else host
-        host_header = shown if port in (None, default) else f"{shown}:{port}"
-        path = parts.path or "/"
-        if parts.query:
-            path = f"{path}?{parts.query}"
+        base, mark, query = url.partition("?")
+        origin, host_header, path = _split_base(base)
+        if mark:
+            path = f"{path}?{query.partition('#')[0]}"
         if _NOT_IN_TARGET.search(path):
             path = quote(path, safe="!#$%&'()*+,/:;=?@[]~")
-        return cls((scheme, host, port or default), host_header, path)
+        return cls(origin, host_header, path)
+
+
+@functools.lru_cache(maxsize=256)
+def _split_base(base: str) -> tuple[Origin, str, str]:
+    """A URL without its query as (origin, Host header, path): a shape asks the same base
+    URL every time, so the parsing is done once."""
+    parts = urlsplit(base)
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https"):
+        raise httpx.UnsupportedProtocol(f"cannot GET {base!r}: only http and https URLs")
+    host = parts.hostname
+    if not host:
+        raise httpx.UnsupportedProtocol(f"cannot GET {base!r}: the URL names no host")
+    try:
+        port = parts.port
+    except ValueError as exc:
+        raise httpx.UnsupportedProtocol(f"cannot GET {base!r}: {exc}") from None
+    default = 443 if scheme == "https" else 80
+    shown = f"[{host}]" if ":" in host else host
+    host_header = shown if port in (None, default) else f"{shown}:{port}"
+    return (scheme, host, port or default), host_header, (parts.path or "/")
 
 
 class _Connection:
@@ -133,6 +142,7 @@ class Http1Client:
         self._expiry = keepalive_expiry
         self._max_redirects = max_redirects
         self._idle: dict[Origin, list[_Connection]] = {}
+        self._header_cache: dict[tuple[tuple[str, str], ...], bytes] = {}
         self._closed = False
 
     @property
@@ -153,7 +163,12 @@ class Http1Client:
         redirect to another origin drops the `Authorization` header."""
         if self._closed:
             raise RuntimeError("the HTTP client is closed")
-        extra = _header_lines(headers)
+        key = tuple(headers.items()) if headers else ()
+        extra = self._header_cache.get(key)
+        if extra is None:  # a shape sends the same headers every time: encode them once
+            if len(self._header_cache) >= 256:
+                self._header_cache.clear()
+            extra = self._header_cache[key] = _header_lines(headers)
         for _ in range(self._max_redirects + 1):
             target = _Target.of(url)
             response = await self._exchange(target, extra, url, timeout)

@@ -32,6 +32,8 @@ _RESERVED_PREFIXES = ("subset__",)
 #: Query parameters whose values are secrets and must never be logged.
 SECRET_PARAMS = frozenset({"secret", "api_secret", "source_secret", "token", "access_token"})
 
+_SECRET_MARKS = tuple(f"{name}=" for name in SECRET_PARAMS)
+
 ParamValue = str | int | float | bool
 
 
@@ -188,6 +190,8 @@ class ShapeDefinition:
 
 def redact_url(url: str) -> str:
     """The URL with secret query parameters replaced by `***`, safe for logs and errors."""
+    if not any(mark in url for mark in _SECRET_MARKS):  # the common case, made cheap
+        return url
     scheme, netloc, path, query, fragment = urlsplit(url)
     if not query:
         return url

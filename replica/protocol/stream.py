@@ -12,11 +12,13 @@ import asyncio
 import inspect
 import logging
 import random
+import re
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 
@@ -42,6 +44,9 @@ from replica.protocol.state import Position, ShapeState, is_valid_offset
 from replica.protocol.values import Parser, RowParser, parse_schema_header
 
 log = logging.getLogger(__name__)
+
+#: Parameter values that query-string encoding leaves as they are.
+_PLAIN = re.compile(r"[A-Za-z0-9_.\-~]*")
 
 
 @dataclass(frozen=True)
@@ -155,6 +160,9 @@ class ShapeStream:
         self._loop_offset: str | None = None
         self._loop_detections = 0
         self._closed = False
+        self._url_of: ShapeDefinition | None = None
+        self._shape_query: dict[str, str] = {}  # name -> "name=value", encoded
+        self._base_url = ""
         self._fetcher = ReplyFetcher(self.client, self.options, emit=self._emit, sleep=sleep)
 
     # -- public ---------------------------------------------------------------------
@@ -218,9 +226,7 @@ class ShapeStream:
                 self._loop_guard.clear()
             requested_offset = state.offset
             try:
-                # `log=full` unless the shape says otherwise, as the official client sends.
-                params = {"log": "full", **self.shape.query_params(), **state.request_params()}
-                url = str(httpx.URL(self.shape.url, params=sorted(params.items())))
+                url = self._request_url(state.request_params())
                 reply = await self._fetcher.get(self.shape, url, live)
                 batch = self._handle(reply, requested_offset, live)
                 # The body (up to ~10 MB) is parsed: let it go before the consumer works on
@@ -391,6 +397,20 @@ class ShapeStream:
         if outcome is None:
             raise exc
         return outcome
+
+    def _request_url(self, position: Mapping[str, str]) -> str:
+        """The URL of the next request: the shape's parameters, `log=full` unless the shape
+        says otherwise (as the official client sends), and `position`'s, sorted (so that the
+        same request has the same URL whoever makes it, for shared caches)."""
+        if self._url_of is not self.shape:  # worked out once per shape definition
+            fixed = {"log": "full", **self.shape.query_params()}
+            self._shape_query = {name: urlencode({name: value}) for name, value in fixed.items()}
+            self._base_url = str(httpx.URL(self.shape.url).copy_with(query=None))
+            self._url_of = self.shape
+        pairs = dict(self._shape_query)
+        for name, value in position.items():
+            pairs[name] = f"{name}={value}" if _PLAIN.fullmatch(value) else urlencode({name: value})
+        return f"{self._base_url}?{'&'.join(pairs[name] for name in sorted(pairs))}"
 
     def _emit(self, kind: str, message: str, **details: Any) -> None:
         level = logging.DEBUG if kind in ("live-timeout", "stale") else logging.WARNING
