@@ -73,13 +73,13 @@ class _Server(uvicorn.Server):
 
 
 def make_uvicorn(app: Any, emulator: Emulator, log_level: str = "warning") -> uvicorn.Server:
-    """A uvicorn server for `app` (h11, no access log, quick graceful shutdown)."""
+    """A uvicorn server for `app` (httptools, no access log, quick graceful shutdown)."""
     config = uvicorn.Config(
         app,
         log_level=log_level,
         lifespan="on",
         loop="asyncio",
-        http="h11",
+        http="httptools",
         timeout_graceful_shutdown=2,
         access_log=False,
     )
