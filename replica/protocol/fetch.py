@@ -87,7 +87,9 @@ class ReplyFetcher:
         """One try: a reply, or `Retryable`, `asyncio.TimeoutError` (the live watchdog) or
         `CertificateError`. `shown` is the URL without its secrets."""
         opts = self.options
-        log.debug("GET %s", shown)
+        debug = log.isEnabledFor(logging.DEBUG)
+        if debug:
+            log.debug("GET %s", shown)
         started = time.monotonic()
         limit = opts.live_timeout if live else opts.request_timeout
         try:
@@ -111,14 +113,15 @@ class ReplyFetcher:
                 ) from exc
             raise Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
         reply = Reply(response.status, response.headers, response.body, shown)
-        log.debug(
-            "%s %s in %.3f s: offset=%s handle=%s",
-            reply.status,
-            shown,
-            time.monotonic() - started,
-            reply.headers.get("electric-offset"),
-            reply.headers.get("electric-handle"),
-        )
+        if debug:
+            log.debug(
+                "%s %s in %.3f s: offset=%s handle=%s",
+                reply.status,
+                shown,
+                time.monotonic() - started,
+                reply.headers.get("electric-offset"),
+                reply.headers.get("electric-handle"),
+            )
         status = reply.status
         if status == 429 or status >= 500:
             retry_after = parse_retry_after(reply.headers.get("retry-after"))

@@ -32,6 +32,8 @@ Origin = tuple[str, str, int]
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _NOT_IN_TARGET = re.compile(r"[^\x21-\x7e]")
 _BAD_HEADER = re.compile(r"[\r\n\0]")
+#: Bytes asked of the socket per receive.
+_RECEIVE_SIZE = 64 * 1024
 #: Longest status line plus headers accepted.
 _HEAD_LIMIT = 1 << 20
 
@@ -62,7 +64,7 @@ class Response:
 @dataclass(slots=True)
 class _Target:
     origin: Origin
-    host_header: str
+    host_header: bytes
     path: str  # the request target: path and query, percent-encoded
 
     @classmethod
@@ -77,7 +79,7 @@ class _Target:
 
 
 @functools.lru_cache(maxsize=256)
-def _split_base(base: str) -> tuple[Origin, str, str]:
+def _split_base(base: str) -> tuple[Origin, bytes, str]:
     """A URL without its query as (origin, Host header, path): a shape asks the same base
     URL every time, so the parsing is done once."""
     parts = urlsplit(base)
@@ -94,16 +96,22 @@ def _split_base(base: str) -> tuple[Origin, str, str]:
     default = 443 if scheme == "https" else 80
     shown = f"[{host}]" if ":" in host else host
     host_header = shown if port in (None, default) else f"{shown}:{port}"
-    return (scheme, host, port or default), host_header, (parts.path or "/")
+    return (scheme, host, port or default), host_header.encode("idna"), (parts.path or "/")
 
 
 class _Connection:
-    __slots__ = ("idle_since", "reader", "writer")
+    __slots__ = ("expired", "idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
         self.idle_since = 0.0
+        #: The request in flight ran out of time (the connection was aborted).
+        self.expired = False
+
+    def expire(self) -> None:
+        self.expired = True
+        self.writer.transport.abort()
 
     def usable(self, now: float, expiry: float) -> bool:
         return (
@@ -198,35 +206,26 @@ class Http1Client:
     ) -> Response:
         request = b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
             target.path.encode("ascii"),
-            target.host_header.encode("idna"),
+            target.host_header,
             extra,
         )
         loop = asyncio.get_running_loop()
         deadline = None if timeout is None else loop.time() + timeout
         connection, reused = await self._checkout(target.origin)
         while True:
-            timer = None
-            expired = False
-            if deadline is not None:
-
-                def expire(conn: _Connection = connection) -> None:
-                    nonlocal expired
-                    expired = True
-                    conn.writer.transport.abort()
-
-                timer = loop.call_at(deadline, expire)
+            timer = None if deadline is None else loop.call_at(deadline, connection.expire)
             try:
                 status, headers, body, keep = await _read_reply(connection, request, reused)
             except _Stale:
                 connection.close()
-                if expired:
-                    raise httpx.ReadTimeout(f"no whole reply within {timeout:.1f} s") from None
+                if connection.expired:
+                    raise httpx.ReadTimeout(f"no whole reply within {timeout} s") from None
                 connection, reused = await self._connect(target.origin), False
                 continue
             except BaseException as exc:
                 connection.close()
-                if expired:
-                    raise httpx.ReadTimeout(f"no whole reply within {timeout:.1f} s") from None
+                if connection.expired:
+                    raise httpx.ReadTimeout(f"no whole reply within {timeout} s") from None
                 if isinstance(exc, Exception) and not isinstance(exc, httpx.HTTPError):
                     raise _read_failure(exc) from exc
                 raise
@@ -275,6 +274,10 @@ class Http1Client:
             ) from None
         except OSError as exc:  # refused, unreachable, no such host, TLS (ssl.SSLError)
             raise httpx.ConnectError(f"cannot connect to {host}:{port}: {exc}") from exc
+        # asyncio receives into a new 256 KiB buffer each time, which malloc maps and unmaps
+        # (three system calls per reply of a quiet long-poll); 64 KiB stays on the heap.
+        if hasattr(writer.transport, "max_size"):
+            writer.transport.max_size = _RECEIVE_SIZE
         return _Connection(reader, writer)
 
 
@@ -324,8 +327,12 @@ async def _read_reply(
         head = await reader.readuntil(b"\r\n\r\n")  # 100 Continue and the like: skip
     if status == 101:
         raise httpx.RemoteProtocolError("the server switched protocols unasked")
-    tokens = {t.strip().lower() for t in headers.get("connection", "").split(",")}
-    keep = "close" not in tokens if version == b"1.1" else "keep-alive" in tokens
+    connection_header = headers.get("connection")
+    if connection_header is None:
+        keep = version == b"1.1"
+    else:
+        tokens = {t.strip().lower() for t in connection_header.split(",")}
+        keep = "close" not in tokens if version == b"1.1" else "keep-alive" in tokens
     if status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
@@ -348,9 +355,9 @@ async def _read_reply(
 
 
 def _parse_head(head: bytes) -> tuple[int, bytes, Headers]:
-    lines = head[:-4].split(b"\r\n")
+    lines = head[:-4].decode("latin-1").split("\r\n")
     status_line = lines[0]
-    if not status_line.startswith(b"HTTP/1.") or len(status_line) < 12:
+    if not status_line.startswith("HTTP/1.") or len(status_line) < 12:
         raise httpx.RemoteProtocolError(f"not an HTTP/1.x reply: {status_line[:80]!r}")
     try:
         status = int(status_line[9:12])
@@ -358,13 +365,13 @@ def _parse_head(head: bytes) -> tuple[int, bytes, Headers]:
         raise httpx.RemoteProtocolError(f"malformed status line {status_line[:80]!r}") from None
     headers: Headers = {}
     for line in lines[1:]:
-        name, colon, value = line.partition(b":")
+        name, colon, value = line.partition(":")
         if not colon:
             raise httpx.RemoteProtocolError(f"malformed header line {line[:80]!r}")
-        key = name.strip().lower().decode("latin-1")
-        text = value.strip().decode("latin-1")
-        headers[key] = f"{headers[key]}, {text}" if key in headers else text
-    return status, status_line[5:8], headers
+        key = name.strip().lower()
+        value = value.strip()
+        headers[key] = f"{headers[key]}, {value}" if key in headers else value
+    return status, status_line[5:8].encode(), headers
 
 
 async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
