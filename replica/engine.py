@@ -1,7 +1,7 @@
 """The sync engine: many shape subscriptions in one process, one writer to the store.
 
 Each subscription is an asyncio task following its shape with a `ShapeStream` (sharing one
-httpx client); every page goes to the store in a single writer thread, so SQLite work never
+HTTP client); every page goes to the store in a single writer thread, so SQLite work never
 blocks the event loop and writes never interleave. A page whose rows wait for offloaded
 packets lets the next page be read and mapped meanwhile (its downloads start too); pages are
 still committed one at a time, in order, each once its rows are complete. Failures of one

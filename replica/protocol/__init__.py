@@ -1,4 +1,4 @@
-"""ElectricSQL's HTTP shape protocol: an async client over httpx.
+"""ElectricSQL's HTTP shape protocol: an async client (its own lean HTTP/1.1, or httpx).
 
 This layer knows the wire (offsets, handles, cursors, headers, messages, value parsing,
 retries, 409 handling) and nothing of SQLite or Trigger.dev. See SPEC.md for the state
