@@ -39,11 +39,10 @@ from replica.notify.dispatch import Dispatcher
 from replica.notify.live import LiveQuery
 from replica.notify.subscriptions import Subscription, checked_terms
 from replica.notify.wake import DEFAULT_POLL_INTERVAL, ChangeSignal
-from replica.protocol.client import HttpClient, open_client
+from replica.protocol.client import HttpClient
 from replica.run_queries import select_runs
 from replica.settings import default_db
-from replica.sources.packets import PACKET_KEEPALIVE
-from replica.sources.subscriptions import sources_for
+from replica.sources.subscriptions import sources_for, sync_clients
 from replica.store import Store
 from replica.store.database import connect, migrate
 from replica.store.readonly import open_readonly, run_query
@@ -473,11 +472,7 @@ class Replica:
             packets: HttpClient | None = None
             if http is None:
                 tls = httpx.create_ssl_context(verify=verify)
-                http = await stack.enter_async_context(contextlib.aclosing(open_client(tls)))
-                # Offloaded packets have their own connections, kept warm between pages.
-                packets = await stack.enter_async_context(
-                    contextlib.aclosing(open_client(tls, keepalive_expiry=PACKET_KEEPALIVE))
-                )
+                http, packets = await stack.enter_async_context(sync_clients(tls))
             sources = sources_for(feeds, http, packets=packets)
             store = stack.enter_context(Store(self.path))
             engine = Engine(store, http, once=once, on_commit=self.notify_committed)

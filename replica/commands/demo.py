@@ -27,9 +27,8 @@ from replica.devserver.server import DevServer
 from replica.engine import Engine
 from replica.errors import DatabaseError
 from replica.iso_time import now_iso
-from replica.protocol.client import open_client
 from replica.sources.specs import TagSpec
-from replica.sources.subscriptions import Feed, sources_for
+from replica.sources.subscriptions import Feed, sources_for, sync_clients
 from replica.sources.trigger import TriggerConfig
 from replica.store import Store
 from replica.store.database import WriterLock, connect
@@ -134,9 +133,9 @@ def _made_by_demo(path: Path) -> bool:
 
 
 async def _demo(server: DevServer, path: Path, duration: float | None) -> None:
-    async with contextlib.aclosing(open_client()) as client:
+    async with sync_clients() as (client, packets):
         config = TriggerConfig(server.secret_key, api_url=server.url)
-        sources = sources_for([Feed(TagSpec((DEMO_TAG,)), config)], client)
+        sources = sources_for([Feed(TagSpec((DEMO_TAG,)), config)], client, packets=packets)
         with Store(path, lock=False) as store:  # the demo holds the lock itself
             store.conn.execute("CREATE TABLE IF NOT EXISTS _replica_demo (made_at TEXT NOT NULL)")
             store.conn.execute("INSERT INTO _replica_demo VALUES (?)", (now_iso(),))

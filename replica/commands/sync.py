@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
 import sys
@@ -23,9 +22,8 @@ from replica.config_file import DEFAULT_CONFIG
 from replica.engine import Engine
 from replica.errors import ReplicaError
 from replica.notify.retention import parse_duration
-from replica.protocol.client import HttpClient, open_client
+from replica.protocol.client import HttpClient
 from replica.settings import default_api_url, default_branch, electric_secret, trigger_token
-from replica.sources.packets import PACKET_KEEPALIVE
 from replica.sources.specs import (
     BatchSpec,
     ElectricSpec,
@@ -35,7 +33,7 @@ from replica.sources.specs import (
     column_names,
     tag_names,
 )
-from replica.sources.subscriptions import Feed, sources_for
+from replica.sources.subscriptions import Feed, sources_for, sync_clients
 from replica.sources.trigger import TriggerConfig
 from replica.store import Store
 
@@ -361,11 +359,7 @@ async def _run(
 ) -> dict[str, ReplicaError]:
     """Sync until done or stopped; the subscriptions that failed (label -> error)."""
     tls = httpx.create_ssl_context(verify=verify)  # loading the CA bundle takes ~45 ms
-    # Offloaded packets have their own connections, kept warm between pages.
-    async with (
-        contextlib.aclosing(open_client(tls)) as client,
-        contextlib.aclosing(open_client(tls, keepalive_expiry=PACKET_KEEPALIVE)) as packets,
-    ):
+    async with sync_clients(tls) as (client, packets):
         sources = sources_for(plan.feeds(), client, packets=packets)
         with Store(db_path) as store:
             engine = Engine(store, client, once=once, resume_within=resume_within)

@@ -17,10 +17,7 @@ from typing import Protocol
 import httpx
 
 from replica.protocol.deadline import within
-from replica.protocol.http1 import Headers, Http1Client, Response
-
-#: Seconds allowed to open a connection (the reply has its own bound, per request).
-CONNECT_TIMEOUT = 10.0
+from replica.protocol.http1 import CONNECT_TIMEOUT, Headers, Http1Client, Response
 
 
 class HttpClient(Protocol):
@@ -105,9 +102,7 @@ def open_client(
     certificate authorities, made when first needed)."""
     if urllib.request.getproxies():
         return HttpxClient(httpx.AsyncClient(verify=verify or True), owned=True)
-    return Http1Client(
-        verify=verify, connect_timeout=CONNECT_TIMEOUT, keepalive_expiry=keepalive_expiry
-    )
+    return Http1Client(verify=verify, keepalive_expiry=keepalive_expiry)
 
 
 __all__ = ["HttpClient", "HttpxClient", "Response", "as_http_client", "open_client"]

@@ -90,7 +90,7 @@ class ReplyFetcher:
         debug = log.isEnabledFor(logging.DEBUG)
         if debug:
             log.debug("GET %s", shown)
-        started = time.monotonic()
+            started = time.monotonic()
         limit = opts.live_timeout if live else opts.request_timeout
         try:
             response = await self.client.get(

@@ -9,8 +9,10 @@ a `label` for humans, the `shape` to request and the local table it fills.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import ssl
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,11 +20,11 @@ import httpx
 
 from replica.errors import ShapeDefinitionError
 from replica.iso_time import iso, unix_time
-from replica.protocol.client import HttpClient
+from replica.protocol.client import HttpClient, open_client
 from replica.protocol.messages import ChangeMessage
 from replica.protocol.shape import ShapeDefinition
 from replica.sources.electric import ElectricSource
-from replica.sources.packets import PacketFetcher
+from replica.sources.packets import PACKET_KEEPALIVE, PacketFetcher
 from replica.sources.specs import ElectricSpec, FeedSpec, RunSpec
 from replica.sources.taskrun import RunMapper
 from replica.sources.trigger import TriggerConfig, native_window_start, window_seconds
@@ -139,6 +141,19 @@ class Feed:
         return self.spec.label
 
 
+@contextlib.asynccontextmanager
+async def sync_clients(
+    verify: ssl.SSLContext | None = None,
+) -> AsyncIterator[tuple[HttpClient, HttpClient]]:
+    """The HTTP clients of a sync, closed on exit: one for the shapes, and one for the
+    offloaded packets, whose connections are kept warm between pages (`PACKET_KEEPALIVE`)."""
+    async with (
+        contextlib.aclosing(open_client(verify)) as shapes,
+        contextlib.aclosing(open_client(verify, keepalive_expiry=PACKET_KEEPALIVE)) as packets,
+    ):
+        yield shapes, packets
+
+
 def sources_for(
     feeds: Iterable[Feed],
     client: HttpClient | httpx.AsyncClient,
@@ -146,7 +161,7 @@ def sources_for(
     packets: HttpClient | httpx.AsyncClient | None = None,
 ) -> list[RunSource | ElectricSource]:
     """The engine sources of `feeds`, in order. Offloaded packets are fetched with
-    `packets` (default: `client`; see `PACKET_KEEPALIVE` for a pool that suits them), by
+    `packets` (default: `client`; `sync_clients` makes a pair that suits them), by
     one fetcher per Trigger.dev API and token (its concurrency bounds them all)."""
     fetchers: dict[TriggerConfig, PacketFetcher] = {}
     sources: list[RunSource | ElectricSource] = []

@@ -9,7 +9,6 @@ page asked for); a sync that waited for each slice's or page's packets would nev
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import sqlite3
@@ -24,9 +23,7 @@ import pytest
 import replica
 from replica.engine import MAP_SLICE, Engine
 from replica.protocol.backoff import Backoff
-from replica.protocol.client import open_client
-from replica.sources.packets import PACKET_KEEPALIVE
-from replica.sources.subscriptions import sources_for
+from replica.sources.subscriptions import sources_for, sync_clients
 from replica.store import Store
 from tests.sources.helpers import DATA
 from tests.support.scripted_server import Reply, Request, ScriptedServer, shape_reply
@@ -123,10 +120,7 @@ def downloads_running() -> list[asyncio.Task[Any]]:
 async def sync_once(server: ScriptedServer, db: Path) -> bool:
     """`replica sync --once` of the tag feed, packets through their own warm pool."""
     feed = replica.tag(TAG, token="tr_dev_x", api_url=server.url)
-    async with (
-        contextlib.aclosing(open_client()) as client,
-        contextlib.aclosing(open_client(keepalive_expiry=PACKET_KEEPALIVE)) as packets,
-    ):
+    async with sync_clients() as (client, packets):
         with Store(db) as store:
             engine = Engine(store, client, once=True)
             return await engine.run(sources_for([feed], client, packets=packets))
