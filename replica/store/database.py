@@ -116,10 +116,10 @@ def connect(path: str | Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_size_limit = 67108864")
             # Publishing a snapshot inserts into B-trees keyed by random ids (runs.id,
             # run_tags, run_history): with the default 2 MB page cache they thrash and spill
-            # dirty pages mid-transaction. 16 MB (used only as a database grows): a 100k-run
-            # sync 16.2-17.5 s -> 14.2-14.3 s for 15 MB more peak RSS (64 MB: 12.8-14.2 s,
-            # 65 MB more).
-            conn.execute("PRAGMA cache_size = -16384")
+            # dirty pages mid-transaction. 8 MB (used only as a database grows): a 100k-run
+            # sync 16.2-17.5 s -> 14.2-14.3 s. 16 MB was no faster (300k runs: 50.6-51.0 s
+            # against 48.2-48.5 s) for 8 MB more peak RSS; 64 MB: 65 MB more.
+            conn.execute("PRAGMA cache_size = -8192")
         conn.execute("PRAGMA foreign_keys = OFF")
     except sqlite3.Error as exc:
         raise DatabaseError(f"cannot open database {path}: {exc}") from exc

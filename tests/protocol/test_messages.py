@@ -14,7 +14,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replica.errors import MalformedResponseError, ReplicaError, ShapeDefinitionError
-from replica.protocol import Backoff, ShapeDefinition, parse_body, parse_retry_after, redact_url
+from replica.protocol import (
+    Backoff,
+    ShapeDefinition,
+    messages,
+    parse_body,
+    parse_retry_after,
+    redact_url,
+)
 from replica.protocol.backoff import BackoffTimer
 from replica.protocol.values import RowParser
 
@@ -89,6 +96,76 @@ def test_parse_errors_name_the_message_and_key() -> None:
 def test_empty_body_is_no_messages() -> None:
     assert parse_body(b"").changes == []
     assert parse_body(b"[]").changes == []
+
+
+# -- long bodies, decoded in pieces ---------------------------------------------------------
+
+#: Text that looks like the place between two messages, wherever it lands in a body.
+tricky_text = st.text(alphabet=st.sampled_from(["}", ",", "{", '"', "\\", "[", "]", "a", ":"]))
+tricky_values = st.recursive(
+    st.none() | st.integers(-(2**70), 2**70) | tricky_text,
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(tricky_text | st.sampled_from(["key", "value"]), children, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.lists(tricky_values, max_size=12), st.integers(min_value=1, max_value=40))
+def test_a_body_decoded_in_pieces_is_the_body_decoded_whole(
+    items: list[object], piece: int
+) -> None:
+    """Cuts land wherever `},{"` appears, inside strings and nested objects too; only the
+    cuts between top-level items may be kept, so the result is the whole decode's."""
+    raw = json.dumps(items, separators=(",", ":")).encode()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(messages, "PIECE_BYTES", piece)
+        assert messages.load_messages(raw) == messages.load_json(raw)
+
+
+def test_a_long_page_is_decoded_in_pieces_and_parsed_as_whole() -> None:
+    """A page of many messages, whose values hold the bytes a cut looks for."""
+    rows = [
+        {
+            "key": f"k{i}",
+            "value": {"id": str(i), "tags": '{"},{\\"key\\":",b}'},
+            "headers": {"operation": "insert", "relation": ["public", "t"]},
+        }
+        for i in range(20_000)
+    ]
+    body = [*rows, {"headers": {"control": "up-to-date", "global_last_seen_lsn": "7"}}]
+    raw = orjson.dumps(body)
+    assert len(raw) > 4 * messages.PIECE_BYTES
+    parsed = parse_body(raw, RowParser(SCHEMA))
+    assert [c.value["id"] for c in parsed.changes] == list(range(20_000))
+    assert parsed.changes[-1].value["tags"] == ['},{"key":', "b"]
+    assert parsed.up_to_date and parsed.lsn == "7"
+
+
+@pytest.mark.parametrize(
+    "tail",
+    [b',{"key":"x","value":{"id":"1"}', b',{"key":"x"}]]', b',{"key":12345678901234567890123}]'],
+)
+def test_a_long_body_broken_after_its_first_pieces(tail: bytes) -> None:
+    """A body whose end is malformed, or holds what orjson decodes only with help (a huge
+    int), is decoded as a whole would be: the same error, or the same values."""
+    good = orjson.dumps(
+        [
+            {"key": f"k{i}", "value": {"id": str(i)}, "headers": {"operation": "insert"}}
+            for i in range(30_000)
+        ]
+    )
+    raw = good[:-1] + tail
+    try:
+        whole = messages.load_json(raw)
+    except MalformedResponseError as exc:
+        error = str(exc)
+        with pytest.raises(MalformedResponseError) as caught:
+            messages.load_messages(raw)
+        assert "not valid JSON" in error and "not valid JSON" in str(caught.value)
+    else:
+        assert messages.load_messages(raw) == whole
 
 
 # -- shape definitions ----------------------------------------------------------------------
