@@ -13,7 +13,6 @@ import datetime as dt
 import json
 import logging
 import re
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, Final
@@ -318,14 +317,33 @@ _COLUMNS: Final[dict[str, tuple[str, Callable[[Any], Any], Any]]] = {
 }
 #: Columns the server never skips; an insert without them cannot become a `runs` row.
 _REQUIRED_ON_INSERT: Final = ("friendlyId", "taskIdentifier", "status")
-#: (packet column, its type column on the wire, local type column, local ref column)
+#: (packet column, its type column on the wire, local type column, local ref column, where
+#: its type is in a run's facts)
 _PACKETS: Final = (
-    ("payload", "payloadType", "payload_type", "payload_ref"),
-    ("output", "outputType", "output_type", "output_ref"),
-    ("metadata", "metadataType", "metadata_type", None),
+    ("payload", "payloadType", "payload_type", "payload_ref", 1),
+    ("output", "outputType", "output_type", "output_ref", 2),
+    ("metadata", "metadataType", "metadata_type", None, 3),
 )
-#: Runs whose friendly id and packet types the mapper remembers (a few hundred bytes each).
+#: Runs whose friendly id and packet types the mapper remembers (about 300 bytes each).
 _MAX_FACTS: Final = 20_000
+#: A packet type not seen on the wire for a run (None is a type seen as NULL).
+_UNSEEN: Final[Any] = object()
+#: Packet types seen, each kept once: a run's facts share them rather than hold the
+#: strings of the message they came in (a handful of types; a few dozen at most are kept).
+_TYPES: dict[str, str] = {}
+_MAX_TYPES: Final = 64
+
+
+def _shared_type(kind: str | None) -> str | None:
+    if kind is None:
+        return None
+    shared = _TYPES.get(kind)
+    if shared is None:
+        if len(_TYPES) >= _MAX_TYPES:
+            return kind
+        shared = _TYPES[kind] = kind
+    return shared
+
 
 Lookup = Callable[[str], Mapping[str, Any] | None]
 
@@ -350,8 +368,10 @@ class RunMapper:
     def __init__(self, packets: PacketFetcher | None = None, lookup: Lookup | None = None) -> None:
         self._loader = PacketLoader(packets)
         self._lookup = lookup
-        # internal id -> {"id": friendly id, "payload_type": wire type, ...}, LRU.
-        self._facts: OrderedDict[str, dict[str, Any]] = OrderedDict()
+        # internal id -> [friendly id or None, payload type, output type, metadata type]
+        # (types as on the wire, or _UNSEEN), least recently used first. Compact: a large
+        # snapshot fills it, and it is part of the peak memory.
+        self._facts: dict[str, list[Any]] = {}
 
     async def map(self, changes: Sequence[ChangeMessage]) -> list[RowChange]:
         """Map one batch in order, its offloaded packets fetched concurrently (see
@@ -381,14 +401,14 @@ class RunMapper:
         """
         return [self._change(change, pending) for change in changes]
 
-    def _facts_of(self, key: str) -> dict[str, Any]:
-        facts = self._facts.get(key)
+    def _facts_of(self, key: str) -> list[Any]:
+        known = self._facts
+        facts = known.pop(key, None)
         if facts is None:
-            facts = self._facts[key] = {}
-            if len(self._facts) > _MAX_FACTS:
-                self._facts.popitem(last=False)
-        else:
-            self._facts.move_to_end(key)
+            facts = [None, _UNSEEN, _UNSEEN, _UNSEEN]
+            if len(known) >= _MAX_FACTS:
+                del known[next(iter(known))]
+        known[key] = facts  # now the most recently used
         return facts
 
     def _stored(self, key: str) -> Mapping[str, Any]:
@@ -406,8 +426,8 @@ class RunMapper:
             return RowChange("delete", key, {})
         facts = self._facts_of(key)
         if isinstance(value.get("friendlyId"), str):
-            facts["id"] = value["friendlyId"]
-        label = facts.get("id") or f"with internal id {key}"
+            facts[0] = value["friendlyId"]
+        label = facts[0] or f"with internal id {key}"
         values: dict[str, Any] = {}
         if op == "insert":
             values["internal_id"] = key
@@ -438,18 +458,18 @@ class RunMapper:
         self,
         key: str,
         label: str,
-        facts: dict[str, Any],
+        facts: list[Any],
         value: Mapping[str, Any],
         values: dict[str, Any],
-        packet: tuple[str, str, str, str | None],
+        packet: tuple[str, str, str, str | None, int],
         pending: list[asyncio.Task[None]],
     ) -> None:
-        data_col, type_col, local_type, ref_col = packet
+        data_col, type_col, local_type, ref_col, known = packet
         if type_col in value:
             kind = value[type_col]
             if kind is not None and not isinstance(kind, str):
                 raise _bad(label, type_col, kind, "a string")
-            facts[local_type] = kind
+            facts[known] = _shared_type(kind)
             if data_col not in value:
                 # A lone application/store type is not stored: after a download the column
                 # holds the download's content type, and the packet itself did not change.
@@ -460,7 +480,9 @@ class RunMapper:
         elif data_col not in value:
             return
         else:
-            kind = facts[local_type] if local_type in facts else self._stored(key).get(local_type)
+            kind = facts[known]
+            if kind is _UNSEEN:
+                kind = self._stored(key).get(local_type)
         data = value[data_col]
         if data is not None and not isinstance(data, str):
             raise _bad(label, data_col, data, "a string")
@@ -475,7 +497,7 @@ class RunMapper:
             logger.warning("run %s: offloaded %s cannot be fetched: not stored", label, data_col)
             values[data_col] = None
         else:
-            run_id = facts.get("id") or self._stored(key).get("id")
+            run_id = facts[0] or self._stored(key).get("id")
             self._loader.fill((values, data_col, label, run_id), data, pending)  # type: ignore[arg-type]
 
     def _json(self, label: str, which: str, data: str, kind: str | None) -> str | None:

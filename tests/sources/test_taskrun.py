@@ -12,7 +12,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from replica.errors import MalformedResponseError
-from replica.sources import STATUS_MAP, RunMapper, iso_timestamp, public_status, serialized_error
+from replica.sources import (
+    STATUS_MAP,
+    RunMapper,
+    iso_timestamp,
+    public_status,
+    serialized_error,
+    taskrun,
+)
 from replica.sources.packets import format_utc, to_json_text
 from replica.tables import RUNS
 from tests.sources.helpers import message
@@ -486,6 +493,24 @@ async def test_types_seen_on_the_wire_win_over_the_lookup() -> None:
     assert first.values == {"output_type": "application/super+json"}
     assert second.values["output"] == '{"at":"2026-01-01T00:00:00.000Z"}'
     assert lookup.calls == []
+
+
+async def test_types_are_remembered_for_the_most_recent_runs_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The memory of wire types is bounded: a run seen long ago (or deleted since) goes to
+    the lookup; a run seen again is remembered afresh and stays."""
+    monkeypatch.setattr(taskrun, "_MAX_FACTS", 3)
+    lookup = Lookup(c1={"id": "run_c1", "output_type": "text/plain"})
+    mapper = RunMapper(lookup=lookup)
+    for run in ("c1", "c2", "c3", "c1", "c4"):  # c1 seen again before c4 comes
+        await mapper.map([message("update", id=run, outputType="application/super+json")])
+    later = await mapper.map([message("update", id=f"c{i}", output=SUPER_OUTPUT) for i in (1, 2)])
+    assert later[0].values["output"] == '{"at":"2026-01-01T00:00:00.000Z"}'  # remembered
+    assert lookup.calls == ["c2"]  # c2 was the least recently seen: forgotten
+    await mapper.map([message("delete", id="c1")])
+    await mapper.map([message("update", id="c1", output=SUPER_OUTPUT)])
+    assert lookup.calls == ["c2", "c1"]
 
 
 async def test_a_packet_of_unknown_type_is_its_text() -> None:
