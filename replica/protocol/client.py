@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 import httpx
@@ -30,9 +30,12 @@ class HttpClient(Protocol):
         *,
         timeout: float | None = None,
         follow_redirects: bool = False,
+        sink: Callable[[bytes], None] | None = None,
     ) -> Response:
         """The reply to `GET url`; `httpx.TimeoutException` once `timeout` seconds pass
-        without the whole reply, another `httpx.TransportError` when the network fails."""
+        without the whole reply, another `httpx.TransportError` when the network fails.
+        With `sink`, a 200 reply's body goes to it (in pieces, as it arrives, where the
+        client can) and `Response.body` is empty."""
         ...
 
     async def aclose(self) -> None:
@@ -59,6 +62,7 @@ class HttpxClient:
         *,
         timeout: float | None = None,
         follow_redirects: bool = False,
+        sink: Callable[[bytes], None] | None = None,
     ) -> Response:
         limits = httpx.Timeout(
             connect=CONNECT_TIMEOUT,
@@ -70,14 +74,24 @@ class HttpxClient:
         if headers is None:
             request.headers.pop("authorization", None)
         try:
-            return await within(self._send(request, follow_redirects), timeout)
+            return await within(self._send(request, follow_redirects, sink), timeout)
         except asyncio.TimeoutError:
             raise httpx.ReadTimeout(f"no whole reply within {timeout} s") from None
 
-    async def _send(self, request: httpx.Request, follow_redirects: bool) -> Response:
+    async def _send(
+        self,
+        request: httpx.Request,
+        follow_redirects: bool,
+        sink: Callable[[bytes], None] | None,
+    ) -> Response:
         response = await self.client.send(request, stream=True, follow_redirects=follow_redirects)
         try:
-            body = await response.aread()
+            if sink is not None and response.status_code == 200:
+                async for chunk in response.aiter_bytes():
+                    sink(chunk)
+                body = b""
+            else:
+                body = await response.aread()
         finally:
             await response.aclose()
         headers: Headers = dict(response.headers.items())

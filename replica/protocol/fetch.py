@@ -19,6 +19,7 @@ import httpx
 from replica.errors import CertificateError, RetriesExhaustedError
 from replica.protocol.backoff import BackoffTimer, parse_retry_after
 from replica.protocol.client import HttpClient
+from replica.protocol.messages import MessageDecoder
 from replica.protocol.replies import (
     Reply,
     Retryable,
@@ -93,8 +94,10 @@ class ReplyFetcher:
             started = time.monotonic()
         limit = opts.live_timeout if live else opts.request_timeout
         try:
+            # A page (up to ~10 MB) is decoded as it arrives, never held whole.
+            decoder = MessageDecoder()
             response = await self.client.get(
-                url, shape.headers, timeout=limit, follow_redirects=True
+                url, shape.headers, timeout=limit, follow_redirects=True, sink=decoder.feed
             )
         except httpx.TimeoutException as exc:
             if live:
@@ -112,7 +115,7 @@ class ReplyFetcher:
                     url=shown,
                 ) from exc
             raise Retryable(f"network error: {type(exc).__name__}: {exc}") from exc
-        reply = Reply(response.status, response.headers, response.body, shown)
+        reply = Reply(response.status, response.headers, response.body, shown, decoder)
         if debug:
             log.debug(
                 "%s %s in %.3f s: offset=%s handle=%s",

@@ -19,7 +19,7 @@ import re
 import ssl
 import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, urljoin, urlsplit
 
@@ -167,10 +167,13 @@ class Http1Client:
         *,
         timeout: float | None = None,
         follow_redirects: bool = False,
+        sink: Callable[[bytes], None] | None = None,
     ) -> Response:
         """The response to `GET url`, body read and decoded. `timeout` bounds the whole
         exchange (`httpx.ReadTimeout` after it); connecting has its own bound. Following a
-        redirect to another origin drops the `Authorization` header."""
+        redirect to another origin drops the `Authorization` header. With `sink`, the body
+        of a 200 reply goes to it piece by piece as it arrives, and `Response.body` is
+        empty."""
         if self._closed:
             raise RuntimeError("the HTTP client is closed")
         key = tuple(headers.items()) if headers else ()
@@ -181,7 +184,7 @@ class Http1Client:
             extra = self._header_cache[key] = _header_lines(headers)
         for _ in range(self._max_redirects + 1):
             target = _Target.of(url)
-            response = await self._exchange(target, extra, url, timeout)
+            response = await self._exchange(target, extra, url, timeout, sink)
             location = response.headers.get("location")
             if not follow_redirects or response.status not in _REDIRECTS or not location:
                 return response
@@ -204,7 +207,12 @@ class Http1Client:
     # -- one request ----------------------------------------------------------------------
 
     async def _exchange(
-        self, target: _Target, extra: bytes, url: str, timeout: float | None
+        self,
+        target: _Target,
+        extra: bytes,
+        url: str,
+        timeout: float | None,
+        sink: Callable[[bytes], None] | None,
     ) -> Response:
         request = b"GET %s HTTP/1.1\r\nHost: %s\r\n%s\r\n" % (
             target.path.encode("ascii"),
@@ -217,7 +225,7 @@ class Http1Client:
         while True:
             timer = None if deadline is None else loop.call_at(deadline, connection.expire)
             try:
-                status, headers, body, keep = await _read_reply(connection, request, reused)
+                status, headers, body, keep = await _read_reply(connection, request, reused, sink)
             except BaseException as exc:
                 connection.close()
                 if connection.expired:
@@ -303,10 +311,11 @@ def _header_lines(headers: Mapping[str, str] | None) -> bytes:
 
 
 async def _read_reply(
-    connection: _Connection, request: bytes, reused: bool
+    connection: _Connection, request: bytes, reused: bool, sink: Callable[[bytes], None] | None
 ) -> tuple[int, Headers, bytes, bool]:
     """Send `request` and read its reply: (status, headers, body, whether the connection
-    can serve another request). `_Stale` if a reused connection turns out closed."""
+    can serve another request); a 200 reply's body goes to `sink`, if given, instead.
+    `_Stale` if a reused connection turns out closed."""
     reader = connection.reader
     try:
         connection.writer.write(request)
@@ -328,10 +337,14 @@ async def _read_reply(
     else:
         tokens = {t.strip().lower() for t in connection_header.split(",")}
         keep = "close" not in tokens if version == b"1.1" else "keep-alive" in tokens
+    encoding = headers.get("content-encoding", "").strip().lower()
+    encoded = bool(encoding) and encoding != "identity"
+    # The body as it arrives goes to the sink when nothing is left to do to it.
+    into = sink if status == 200 and not encoded else None
     if status in (204, 304):
         body = b""
     elif "chunked" in headers.get("transfer-encoding", "").lower():
-        body = await _read_chunked(reader)
+        body = await _read_chunked(reader, into)
     elif "content-length" in headers:
         try:
             length = int(headers["content-length"].split(",")[0])
@@ -339,14 +352,34 @@ async def _read_reply(
             raise httpx.RemoteProtocolError(
                 f"malformed Content-Length {headers['content-length']!r}"
             ) from None
-        body = await reader.readexactly(length)
+        body = await _read_length(reader, length, into)
     else:
         body = await reader.read()
         keep = False
-    encoding = headers.get("content-encoding", "").strip().lower()
-    if encoding and encoding != "identity":
+        if into is not None:
+            into(body)
+            body = b""
+    if encoded:
         body = _decoded(body, encoding)
+        if status == 200 and sink is not None:
+            sink(body)
+            body = b""
     return status, headers, body, keep
+
+
+async def _read_length(
+    reader: asyncio.StreamReader, length: int, into: Callable[[bytes], None] | None
+) -> bytes:
+    """A body of `length` bytes: returned whole, or given to `into` as it arrives."""
+    if into is None:
+        return await reader.readexactly(length)
+    while length:
+        chunk = await reader.read(min(length, _RECEIVE_SIZE))
+        if not chunk:
+            raise asyncio.IncompleteReadError(b"", length)
+        into(chunk)
+        length -= len(chunk)
+    return b""
 
 
 def _parse_head(head: bytes) -> tuple[int, bytes, Headers]:
@@ -369,8 +402,12 @@ def _parse_head(head: bytes) -> tuple[int, bytes, Headers]:
     return status, status_line[5:8].encode(), headers
 
 
-async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
+async def _read_chunked(
+    reader: asyncio.StreamReader, into: Callable[[bytes], None] | None
+) -> bytes:
+    """A chunked body: returned whole, or given to `into` chunk by chunk."""
     parts: list[bytes] = []
+    keep = parts.append if into is None else into
     while True:
         line = await reader.readuntil(b"\r\n")
         try:
@@ -384,7 +421,7 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         chunk = await reader.readexactly(size + 2)
         if chunk[-2:] != b"\r\n":
             raise httpx.RemoteProtocolError("a chunk is longer than its size says")
-        parts.append(chunk[:-2])
+        keep(chunk[:-2])
 
 
 def _decoded(body: bytes, encoding: str) -> bytes:

@@ -70,41 +70,87 @@ def load_json(raw: bytes | str) -> Any:
             raise MalformedResponseError(f"response body is not valid JSON: {exc}") from None
 
 
-#: Bodies at least this long are parsed in pieces of about this many bytes (see
-#: `load_messages`).
+#: A body is decoded in pieces of about this many bytes (see `MessageDecoder`).
 PIECE_BYTES = 256 * 1024
 #: Where one message ends and the next begins, in a compact body.
 _BETWEEN = b'},{"'
+#: How much of a body's start a `MessageDecoder` keeps for error messages.
+_HEAD_BYTES = 4096
 
 
-def load_messages(raw: bytes | bytearray | str) -> Any:
-    """Decode a body that should be a JSON array of messages, in pieces of about
-    `PIECE_BYTES` when it is long and compact.
+class MessageDecoder:
+    """Decodes a body that should be a JSON array of messages as its bytes arrive
+    (`feed`), in pieces of about `PIECE_BYTES`; `finish` returns the decoded array.
 
-    orjson decodes a document into a buffer of about twelve times its size before it makes
-    Python objects: a 10 MB page (Electric's usual) briefly needs 120 MB. A piece is cut
-    where `},{"` follows the end of a message and decoded as an array of its own. The cut
-    needs no tokenising: bracketed, a piece is valid JSON only if it ends at the end of a
-    top-level message (cut inside a string, the string is left open; cut inside an object
-    or array, the brackets do not match), so a wrong cut cannot pass unnoticed. A piece that
-    does not decode, and any body that is short, not compact or not an array, is decoded
-    whole, as before (`load_json`, with its errors).
+    Neither the whole body nor its whole decoding is ever held at once: a piece's bytes are
+    let go once decoded. (orjson decodes a document into a buffer of about twelve times its
+    size before it makes Python objects: a 10 MB page, Electric's usual, decoded whole
+    briefly needs 120 MB.) A piece is cut where `},{"` follows the end of a message and is
+    decoded as an array of its own. The cut needs no tokenising: bracketed, a piece is valid
+    JSON only if it ends at the end of a top-level message (cut inside a string, the string
+    is left open; cut inside an object or array, the brackets do not match), so a wrong cut
+    cannot pass unnoticed. From a piece that does not decode on, and for a body that is not
+    an array, the rest is decoded whole at the end, as before (`load_json`, with its
+    errors).
     """
-    if type(raw) is str or len(raw) < 2 * PIECE_BYTES or raw[:1] != b"[":
-        return load_json(raw)
-    data: list[Any] = []
-    start = 1  # the first byte of the next piece
-    while True:
-        cut = raw.find(_BETWEEN, start + PIECE_BYTES)
-        if cut < 0:
-            break
-        try:
-            data += orjson.loads(b"[" + raw[start : cut + 1] + b"]")
-        except orjson.JSONDecodeError:
-            break  # a cut inside a message, or a malformed body: the rest is decoded whole
-        start = cut + 2
-    data += load_json(b"[" + raw[start:])  # "[" and the rest: an array if it decodes
-    return data
+
+    __slots__ = ("_data", "_opened", "_parts", "_size", "_whole", "head")
+
+    def __init__(self) -> None:
+        #: The body's first bytes (for error messages: what came instead of messages).
+        self.head = b""
+        self._data: list[Any] = []
+        self._parts: list[bytes] = []  # bytes not decoded yet, from a message's start
+        self._size = 0
+        self._opened = False  # the array's "[" is behind us
+        self._whole = False  # the rest is decoded whole
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes of the body."""
+        if len(self.head) < _HEAD_BYTES:
+            self.head += chunk[: _HEAD_BYTES - len(self.head)]
+        self._parts.append(chunk)
+        self._size += len(chunk)
+        if self._whole or self._size < 2 * PIECE_BYTES:
+            return
+        raw = b"".join(self._parts)
+        start = 0
+        if not self._opened:
+            if raw[:1] != b"[":  # not a compact array: leave it all to `load_json`
+                self._parts, self._whole = [raw], True
+                return
+            self._opened, start = True, 1
+        while True:
+            cut = raw.find(_BETWEEN, start + PIECE_BYTES)
+            if cut < 0:
+                break
+            try:
+                self._data += orjson.loads(b"[" + raw[start : cut + 1] + b"]")
+            except orjson.JSONDecodeError:
+                self._whole = True  # a cut inside a message, or a malformed body
+                break
+            start = cut + 2
+        rest = raw[start:]
+        self._parts, self._size = [rest], len(rest)
+
+    def finish(self) -> Any:
+        """The decoded body (`MalformedResponseError` if it is not JSON)."""
+        raw = b"".join(self._parts)
+        self._parts = []
+        if not self._opened:
+            return load_json(raw) if raw else []  # an empty body holds no messages
+        self._data += load_json(b"[" + raw)  # "[" and the rest: an array if it decodes
+        return self._data
+
+
+def load_messages(raw: bytes | str) -> Any:
+    """Decode a whole body that should be a JSON array of messages, in pieces (see
+    `MessageDecoder`)."""
+    if isinstance(raw, str):
+        return load_json(raw) if raw else []
+    decoder = MessageDecoder()
+    decoder.feed(raw)
+    return decoder.finish()
 
 
 def _check_strings(value: dict[str, Any], where: str) -> None:
@@ -121,7 +167,11 @@ def parse_body(raw: bytes | str, row_parser: RowParser | None = None) -> ParsedB
     `row_parser` converts each `value`/`old_value` in place (see `values.RowParser`); without
     one, values are only checked to be strings or nulls.
     """
-    data = load_messages(raw) if raw else []
+    return parse_messages(load_messages(raw), row_parser)
+
+
+def parse_messages(data: Any, row_parser: RowParser | None = None) -> ParsedBody:
+    """`parse_body` of a body already decoded (by `load_messages` or a `MessageDecoder`)."""
     if not isinstance(data, list):
         raise MalformedResponseError(
             f"response body must be a JSON array of messages, got {type(data).__name__}"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from replica.errors import MalformedResponseError, UpstreamError, web_page_title
-from replica.protocol.messages import load_json
+from replica.protocol.messages import MessageDecoder, load_json
 from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition
 
 
@@ -28,8 +28,16 @@ class Retryable(Exception):
 class Reply:
     status: int
     headers: Mapping[str, str]
+    #: Empty when the body went to `decoder` as it arrived (a 200 reply).
     body: bytes
     url: str
+    decoder: MessageDecoder | None = None
+
+    @property
+    def head(self) -> bytes:
+        """The body, or its first bytes when it was decoded as it arrived: enough to say
+        what it was in an error message."""
+        return self.decoder.head if self.decoder is not None and not self.body else self.body
 
 
 def certificate_problem(exc: BaseException) -> str | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ from replica.protocol import (
     StreamEvent,
     StreamOptions,
 )
+from replica.protocol.http1 import Http1Client
 from tests.support.waiting import PATIENCE
 
 #: Quick retries so tests of failure paths take milliseconds.
@@ -57,12 +59,19 @@ async def take(
     pages: bool = False,
     recorder: Recorder | None = None,
     timeout: float = PATIENCE,
+    lean: bool = False,
     **stream_kwargs: Any,
 ) -> list[Batch]:
-    """The first `count` batches (or pages) of a stream, then stop."""
+    """The first `count` batches (or pages) of a stream, then stop; over httpx, or with
+    `lean` over replica's own client."""
     recorder = recorder or Recorder()
     out: list[Batch] = []
-    async with httpx.AsyncClient() as client:
+    async with contextlib.AsyncExitStack() as stack:
+        if lean:
+            client: Any = Http1Client()
+            stack.push_async_callback(client.aclose)
+        else:
+            client = await stack.enter_async_context(httpx.AsyncClient())
         stream = ShapeStream(
             shape or items_shape(url),
             client,

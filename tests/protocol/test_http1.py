@@ -125,6 +125,56 @@ async def test_bodies_in_every_wire_form_arrive_whole(
         assert server.connections == 1
 
 
+_LONG = bytes(range(256)) * 1_000  # several receive sizes
+_GZIPPED = gzip.compress(_LONG)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        reply(_LONG, f"content-length: {len(_LONG)}"),
+        reply(
+            chunked([_LONG[:1], _LONG[1:100_000], _LONG[100_000:]]), "transfer-encoding: chunked"
+        ),
+        reply(_GZIPPED, "content-encoding: gzip", f"content-length: {len(_GZIPPED)}"),
+        (reply(_LONG), CLOSE),
+    ],
+    ids=["length", "chunked", "gzip", "read-to-close"],
+)
+async def test_a_200_body_goes_to_the_sink_as_it_arrives(
+    client: Http1Client, answer: bytes | tuple[bytes, str]
+) -> None:
+    async with RawServer(always(answer)) as server:  # type: ignore[arg-type]
+        pieces: list[bytes] = []
+        response = await client.get(server.url, sink=pieces.append)
+    assert (response.status, response.body) == (200, b"")
+    assert b"".join(pieces) == _LONG
+    if isinstance(answer, bytes) and b"gzip" not in answer[:200]:
+        assert len(pieces) > 1  # given piece by piece, not gathered first
+
+
+async def test_only_a_200_body_goes_to_the_sink(client: Http1Client) -> None:
+    answers = [
+        reply(b"", "content-length: 0", "location: /there", status="302 Found"),
+        reply(b"gone away", "content-length: 9", status="409 Conflict"),
+        reply(b"landed", "content-length: 6"),
+    ]
+    async with RawServer(lambda n, head: answers[n % 3]) as server:
+        pieces: list[bytes] = []
+        conflict = await client.get(server.url, sink=pieces.append, follow_redirects=True)
+        assert (conflict.status, conflict.body, pieces) == (409, b"gone away", [])
+        landed = await client.get(server.url, sink=pieces.append)
+        assert (landed.status, landed.body, pieces) == (200, b"", [b"landed"])
+
+
+async def test_a_body_cut_short_on_its_way_to_the_sink_is_an_error(client: Http1Client) -> None:
+    answer = reply(_LONG[:70_000], f"content-length: {len(_LONG)}")
+    async with RawServer(lambda n, head: (answer, CLOSE)) as server:
+        with pytest.raises(httpx.RemoteProtocolError, match="mid-reply"):
+            await client.get(server.url, sink=lambda piece: None)
+    assert client.idle_connections == 0
+
+
 async def test_a_body_read_to_the_close_ends_the_connection(client: Http1Client) -> None:
     async with RawServer(lambda n, head: (b"HTTP/1.1 200 OK\r\n\r\nall", CLOSE)) as server:
         response = await client.get(server.url)
@@ -323,9 +373,13 @@ async def test_the_emulator_answers_both_clients_alike() -> None:
             wrapped = as_http_client(plain)
             assert isinstance(wrapped, HttpxClient)
             replies = [await c.get(url, headers) for c in (lean, wrapped)]
+            sunk: list[list[bytes]] = [[], []]
+            for c, pieces in zip((lean, wrapped), sunk, strict=True):
+                assert (await c.get(url, headers, sink=pieces.append)).body == b""
         await lean.aclose()
     first, second = replies
     assert first.status == second.status == 200
     assert first.body == second.body
+    assert [b"".join(pieces) for pieces in sunk] == [first.body, first.body]
     for name in ("electric-offset", "electric-schema", "cache-control"):
         assert first.headers[name] == second.headers[name]

@@ -112,16 +112,27 @@ tricky_values = st.recursive(
 )
 
 
-@given(st.lists(tricky_values, max_size=12), st.integers(min_value=1, max_value=40))
+@given(
+    st.lists(tricky_values, max_size=12),
+    st.integers(min_value=1, max_value=40),
+    st.lists(st.integers(min_value=1, max_value=30), max_size=20),
+)
 def test_a_body_decoded_in_pieces_is_the_body_decoded_whole(
-    items: list[object], piece: int
+    items: list[object], piece: int, arrivals: list[int]
 ) -> None:
     """Cuts land wherever `},{"` appears, inside strings and nested objects too; only the
-    cuts between top-level items may be kept, so the result is the whole decode's."""
+    cuts between top-level items may be kept, so the result is the whole decode's, however
+    the bytes arrive."""
     raw = json.dumps(items, separators=(",", ":")).encode()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(messages, "PIECE_BYTES", piece)
         assert messages.load_messages(raw) == messages.load_json(raw)
+        decoder, at = messages.MessageDecoder(), 0
+        for size in [*arrivals, len(raw)]:
+            decoder.feed(raw[at : at + size])
+            at += size
+        assert decoder.finish() == messages.load_json(raw)
+        assert decoder.head == raw[:4096]
 
 
 def test_a_long_page_is_decoded_in_pieces_and_parsed_as_whole() -> None:

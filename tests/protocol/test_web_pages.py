@@ -19,11 +19,13 @@ PAGE = """<!DOCTYPE HTML>
 HTML = {"content-type": "text/html"}
 
 
+@pytest.mark.parametrize("lean", [False, True], ids=["httpx", "lean"])
 @pytest.mark.parametrize("status", [404, 200])
-async def test_a_web_page_is_named_not_pasted(status: int) -> None:
+async def test_a_web_page_is_named_not_pasted(status: int, lean: bool) -> None:
+    """(A 200 body is decoded as it arrives: its first bytes are what name the page.)"""
     async with ScriptedServer(Script(Reply(status, HTML, PAGE))) as server:
         with pytest.raises(UpstreamError) as raised:
-            await take(server.url, 1)
+            await take(server.url, 1, lean=lean)
     message = str(raised.value)
     assert f"HTTP {status} with a web page ('Error response')" in message
     assert "<" not in message and "\n" not in message
