@@ -198,14 +198,23 @@ class TableWriter:
 
     def _many(self, statement: Callable[[str], str], rows: list[tuple[Any, ...]]) -> None:
         """Run `statement(source)` for many rows, `source` being a multi-row `VALUES` of
-        as many rows as fit in one statement."""
+        as many rows as fit in one statement.
+
+        The rows left over after the full statements go in statements of 256, 128, .., 1
+        rows: a few shapes, each prepared once and kept in the connection's statement cache,
+        rather than one of a new length for nearly every page (each a large statement,
+        prepared anew and then kept: 14 of them per 100k runs)."""
         width = len(rows[0])
         per = max(1, min(500, MAX_VARIABLES // width))
-        full = statement(sql.values(width, per)) if len(rows) >= per else None
-        for start in range(0, len(rows), per):
-            chunk = rows[start : start + per]
-            text = full if len(chunk) == per else statement(sql.values(width, len(chunk)))
+        full = statement(sql.values(width, per)) if len(rows) >= per else ""
+        start, left = 0, len(rows)
+        while left:
+            size = per if left >= per else 1 << (left.bit_length() - 1)
+            text = full if size == per else statement(sql.values(width, size))
+            chunk = rows[start : start + size]
             self.conn.execute(text, [value for row in chunk for value in row])
+            start += size
+            left -= size
 
     def _full(self, change: RowChange) -> dict[str, Any]:
         values = {self.spec.key_column: change.key}

@@ -236,3 +236,27 @@ def test_staged_rows_survive_a_crash_and_go_with_reset_forget_and_remove(
         store.forget_position()  # every shape's
         assert _staged_rows(db) == 0
         assert _rows(db, "SELECT count(*) AS n FROM _replica_pending")[0]["n"] == 0
+
+
+def test_long_pages_go_in_statements_of_a_few_lengths(tmp_path: Path) -> None:
+    """Rows left over after the full statements go in statements of 2^k rows: whatever the
+    page lengths, a table's inserts come in a few statement shapes that are prepared once
+    (not one new, large statement per page)."""
+    statements: list[str] = []
+    with Store(tmp_path / "r.db") as store:
+        shape = store.register_shape("tag:a", kind="tag", target="runs").id
+        store.conn.set_trace_callback(statements.append)
+        first = 0
+        for n, count in enumerate([1_303, 1_037, 999, 17]):
+            store.apply(shape, _page_of(first, count), position=pos(f"{n}_0"), up_to_date=False)
+            first += count
+        store.apply(shape, [], position=pos("9_0"), up_to_date=True)
+        store.conn.set_trace_callback(None)
+        assert store.conn.execute("SELECT count(*) FROM runs").fetchone()[0] == first
+    lengths = {
+        text.count("), (") + 1
+        for text in statements
+        if text.startswith('INSERT INTO main."_replica_staged_runs"')
+    }
+    assert lengths <= {500, 256, 128, 64, 32, 16, 8, 4, 2, 1}
+    assert 500 in lengths
