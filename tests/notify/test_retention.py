@@ -3,6 +3,8 @@ a reader that fell behind the retained log gets a `reset`, never a silent gap.""
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -144,8 +146,11 @@ async def test_the_engine_prunes_as_it_syncs(devserver, store: Store, db_path: P
         task = asyncio.create_task(engine.run(sources))
 
         def pruned_through() -> int:
-            rows = store.conn.execute("SELECT pruned_through FROM _replica_log_state")
-            return rows.fetchall()[0][0]
+            # Read on a connection of its own: the store's is the engine writer's, in use on
+            # its thread (a query on it from here could collide with a write).
+            with contextlib.closing(sqlite3.connect(db_path)) as reader:
+                rows = reader.execute("SELECT pruned_through FROM _replica_log_state")
+                return rows.fetchall()[0][0]
 
         await wait_for_async(lambda: pruned_through() >= 1, what="the insert to be pruned")
         assert pruned_through() == 1  # the snapshot's insert, pruned after commit
