@@ -82,15 +82,17 @@ class MessageDecoder:
     """Decodes a body that should be a JSON array of messages as its bytes arrive
     (`feed`), in pieces of about `PIECE_BYTES`; `finish` returns the decoded array.
 
-    Neither the whole body nor its whole decoding is ever held at once: a piece's bytes are
-    let go once decoded. (orjson decodes a document into a buffer of about twelve times its
-    size before it makes Python objects: a 10 MB page, Electric's usual, decoded whole
-    briefly needs 120 MB.) A piece is cut where `},{"` follows the end of a message and is
-    decoded as an array of its own. The cut needs no tokenising: bracketed, a piece is valid
-    JSON only if it ends at the end of a top-level message (cut inside a string, the string
-    is left open; cut inside an object or array, the brackets do not match), so a wrong cut
-    cannot pass unnoticed. From a piece that does not decode on, and for a body that is not
-    an array, the rest is decoded whole at the end, as before (`load_json`, with its
+    The body is not held whole beside its messages (a piece's bytes are let go once it is
+    decoded), and orjson's working memory is sized by a piece, not by the page: orjson
+    decodes a document into a buffer of about twelve times its size before it makes Python
+    objects, so a 10 MB page (Electric's usual) decoded whole briefly needs 120 MB.
+
+    A piece is cut where `},{"` follows the end of a message and is decoded as an array of
+    its own. The cut needs no tokenising: bracketed, a piece is valid JSON only if it ends
+    at the end of a top-level message (cut inside a string, the string is left open; cut
+    inside an object or array, the brackets do not match), so a wrong cut cannot pass
+    unnoticed. From a piece that does not decode on, and for a body that is not a compact
+    array, the rest is kept and decoded whole at the end, as before (`load_json`, with its
     errors).
     """
 
