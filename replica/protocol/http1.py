@@ -25,6 +25,8 @@ from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
+from replica.protocol.deadline import within
+
 #: Response headers, names in lower case (repeated ones joined with ", ").
 Headers = dict[str, str]
 Origin = tuple[str, str, int]
@@ -274,7 +276,9 @@ class Http1Client:
             host, port, ssl=tls, server_hostname=host if tls else None, limit=_HEAD_LIMIT
         )
         try:
-            reader, writer = await asyncio.wait_for(opening, self._connect_timeout)
+            # Not asyncio.wait_for: before Python 3.12 it can turn a cancel that lands as the
+            # connection is refused into the refusal, and a stopped sync would retry forever.
+            reader, writer = await within(opening, self._connect_timeout)
         except asyncio.TimeoutError:
             raise httpx.ConnectTimeout(
                 f"connecting to {host}:{port} took over {self._connect_timeout:.0f} s"

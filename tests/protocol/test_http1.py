@@ -306,6 +306,29 @@ async def test_a_refused_connection_is_a_connect_error(client: Http1Client) -> N
         await client.get("http://127.0.0.1:1/")
 
 
+async def test_a_cancelled_request_is_cancelled_even_as_its_connection_is_refused(
+    client: Http1Client,
+) -> None:
+    """A cancel that lands as the refusal does must not turn into a network error: the
+    caller would retry it, and an `Engine.stop()` would be lost (a sync that kept running
+    after SIGTERM, its upstream gone)."""
+    swallowed = []
+    for turns in range(60):  # the cancel lands at each step of the connect in turn
+        request = asyncio.ensure_future(client.get("http://127.0.0.1:1/"))
+        for _ in range(turns):
+            await asyncio.sleep(0)
+        if not request.cancel():  # refused and done before the cancel: nothing to stop
+            assert isinstance(request.exception(), httpx.ConnectError)
+            continue
+        try:
+            await request
+        except asyncio.CancelledError:
+            continue
+        except httpx.ConnectError:
+            swallowed.append(turns)
+    assert swallowed == [], "cancels turned into network errors"
+
+
 async def test_a_reply_that_never_comes_times_out_and_its_connection_is_dropped(
     client: Http1Client,
 ) -> None:
