@@ -360,14 +360,11 @@ async def _read_reply(
     else:
         body = await reader.read()
         keep = False
-        if into is not None:
-            into(body)
-            body = b""
     if encoded:
         body = _decoded(body, encoding)
-        if status == 200 and sink is not None:
-            sink(body)
-            body = b""
+    if body and status == 200 and sink is not None:  # read whole (to the close, or encoded)
+        sink(body)
+        body = b""
     return status, headers, body, keep
 
 

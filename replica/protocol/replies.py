@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 
 from replica.errors import MalformedResponseError, UpstreamError, web_page_title
-from replica.protocol.messages import MessageDecoder, load_json
+from replica.protocol.messages import MessageDecoder, load_json, load_messages
 from replica.protocol.shape import SECRET_PARAMS, ShapeDefinition
 
 
@@ -33,11 +33,21 @@ class Reply:
     url: str
     decoder: MessageDecoder | None = None
 
+    def _streamed_to(self) -> MessageDecoder | None:
+        """The decoder the body went to as it arrived, if it did."""
+        return None if self.body else self.decoder
+
     @property
     def head(self) -> bytes:
         """The body, or its first bytes when it was decoded as it arrived: enough to say
         what it was in an error message."""
-        return self.decoder.head if self.decoder is not None and not self.body else self.body
+        decoder = self._streamed_to()
+        return self.body if decoder is None else decoder.head
+
+    def messages(self) -> Any:
+        """The body decoded (see `messages.MessageDecoder`)."""
+        decoder = self._streamed_to()
+        return load_messages(self.body) if decoder is None else decoder.finish()
 
 
 def certificate_problem(exc: BaseException) -> str | None:

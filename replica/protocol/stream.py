@@ -37,7 +37,7 @@ from replica.errors import (
 from replica.protocol.backoff import Backoff, BackoffTimer
 from replica.protocol.client import HttpClient, as_http_client
 from replica.protocol.fetch import ReplyFetcher, Sleep
-from replica.protocol.messages import ChangeMessage, parse_body, parse_messages
+from replica.protocol.messages import ChangeMessage, parse_messages
 from replica.protocol.replies import Reply, out_of_bounds, short_body
 from replica.protocol.shape import ShapeDefinition, redact_url
 from replica.protocol.state import Position, ShapeState, is_valid_offset
@@ -306,10 +306,7 @@ class ShapeStream:
         if not live and not state.schema_adopted:
             schema = parse_schema_header(headers["electric-schema"])
         parser = self._parser_for(schema if schema is not None else state.schema)
-        if reply.decoder is not None and not reply.body:
-            body = parse_messages(reply.decoder.finish(), parser)
-        else:
-            body = parse_body(reply.body, parser)
+        body = parse_messages(reply.messages(), parser)
         if body.must_refetch:
             # A must-refetch inside a 200 body: same as a 409 without a new handle; the
             # handle this reply carries is the one that died.
